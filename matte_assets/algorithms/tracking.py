@@ -1,0 +1,344 @@
+"""The windowed tracking driver (spec §3: tracking in windows, identity, backward pass).
+
+Call sequence inside one tracker session (the `TrackerSession` contract as this driver
+uses it, and as backends may rely on):
+
+- `add_mask(0, ...)` only before the first `propagate` (seeds, or prompts at frame 0);
+- `propagate` ranges are consecutive: the first starts at 0, each next one starts at the
+  previous `stop`;
+- later `add_mask(p, ...)` only at p = the last frame the previous `propagate` returned,
+  so a prompt frame p is reached with `propagate(..., p + 1)`, its tracked masks are
+  compared with the per-frame masks, prompts are added at p, and tracking continues with
+  `propagate(p + 1, ...)`.
+
+Forward pass: windows from `forward_windows`; window k+1's local frame 0 is window k's
+last frame (already written), seeded with every object whose mask there is non-empty.
+Prompt frames (global % prompt_step == 0, except those seed frames) run the identity
+rule; re-prompted and new objects output the per-frame mask at that frame.
+
+Backward pass: objects first seen at f > 0 are tracked from f back to 0 over
+`backward_windows(f)`, sessions on reversed frames, seeded with the object's mask at f,
+re-prompted by the same identity rule (no new objects), writing frames < f only.
+Objects sharing the same first frame share their backward sessions (same frames, one
+feature pass); tracking stops once every object of the group is empty at a window end.
+
+Memory: one window of frames, plus the current and first-frame mask of each object.
+The sink receives only non-empty masks, each (layer, frame) at most once over both
+passes; frames never written are empty.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from resources.backends import Tracker, TrackerSession
+
+from .identity import NEW, REPROMPT, IdentityDecision, TrackedObject, match_prompt_masks
+from .windows import backward_windows, forward_windows, is_prompt_frame
+
+FIRST_LAYER_ID = 1  # layer ids start at 1 so channel names read person1, car2, ...
+FORWARD = "forward"
+BACKWARD = "backward"
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    window: int = 20
+    prompt_step: int = 5
+    identity_iou: float = 0.9
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        if int(self.window) != self.window or self.window < 2:
+            raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
+        if int(self.prompt_step) != self.prompt_step or self.prompt_step < 1:
+            raise ValueError(f"prompt_step must be an integer >= 1, got {self.prompt_step!r}")
+        if not 0.0 < float(self.identity_iou) <= 1.0:
+            raise ValueError(f"identity_iou must be in (0, 1], got {self.identity_iou!r}")
+        if not np.isfinite(float(self.epsilon)):
+            raise ValueError(f"epsilon must be a finite number, got {self.epsilon!r}")
+
+
+class FrameMaskSource(Protocol):
+    """Per-frame segmentations (the frame_masks stage)."""
+
+    def masks_at(self, frame_index: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(N, H, W) bool masks, (N,) qualities and N labels at a global frame."""
+        ...
+
+
+class LayerSink(Protocol):
+    def write(self, layer_id: int, frame_index: int, mask: np.ndarray) -> None:
+        """Store one non-empty layer mask; called at most once per (layer, frame)."""
+        ...
+
+
+@dataclass
+class LayerRecord:
+    layer_id: int
+    label: str
+    first_frame: int | None  # first non-empty frame after both passes (None: never)
+    last_frame: int | None  # last non-empty frame after both passes (None: never)
+    prompt_frames: list[int] = field(default_factory=list)  # frames it was (re-)prompted, ascending
+    origin: str = "detection"
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """One identity decision, as the tracked_layers stage stores it."""
+
+    phase: str  # "forward" | "backward"
+    frame: int  # global frame index
+    mask_index: int  # index of the per-frame mask at that frame
+    label: str
+    quality: float
+    action: str  # new | reprompt | match | duplicate | unmatched | empty
+    object_id: int | None
+    iou: float
+    cached_quality: float | None
+    new_cached_quality: float | None
+
+    @classmethod
+    def from_decision(cls, phase: str, frame: int, d: IdentityDecision) -> DecisionRow:
+        return cls(
+            phase, frame, d.mask_index, d.label, d.quality, d.action, d.object_id, d.iou,
+            d.cached_quality, d.new_cached_quality,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrackingResult:
+    layers: list[LayerRecord]  # ids ascending
+    decisions: list[DecisionRow]  # in processing order
+    tracker_calls: dict[str, int]  # counters, e.g. forward_sessions, backward_propagate
+
+
+@dataclass
+class _Layer:
+    record: LayerRecord
+    first_mask: np.ndarray  # mask at the creation frame: seeds the backward pass
+    first_quality: float
+
+
+class _Driver:
+    def __init__(
+        self,
+        n_frames: int,
+        load_frames: Callable[[int, int], np.ndarray],
+        frame_masks: FrameMaskSource,
+        tracker: Tracker,
+        params: TrackingParams,
+        sink: LayerSink,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.n_frames = n_frames
+        self.load_frames = load_frames
+        self.frame_masks = frame_masks
+        self.tracker = tracker
+        self.params = params
+        self.sink = sink
+        self.progress = progress
+        self.shape: tuple[int, int] | None = None
+        self.layers: dict[int, _Layer] = {}
+        self.rows: list[DecisionRow] = []
+        self.calls: Counter[str] = Counter()
+        self.next_id = FIRST_LAYER_ID
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def _frames(self, lo: int, hi: int) -> np.ndarray:
+        frames = np.asarray(self.load_frames(lo, hi))
+        if frames.ndim != 4 or frames.shape[0] != hi - lo or frames.shape[3] != 3:
+            raise ValueError(f"load_frames({lo}, {hi}) returned shape {frames.shape}, expected ({hi - lo}, H, W, 3)")
+        if self.shape is None:
+            self.shape = (int(frames.shape[1]), int(frames.shape[2]))
+        elif frames.shape[1:3] != self.shape:
+            raise ValueError(f"load_frames({lo}, {hi}) returned frames of {frames.shape[1:3]}, expected {self.shape}")
+        self.calls["loaded_frames"] += hi - lo
+        return frames
+
+    def _masks_at(self, frame: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        assert self.shape is not None
+        masks, qualities, labels = self.frame_masks.masks_at(frame)
+        m = np.asarray(masks, dtype=bool)
+        q = np.asarray(qualities, dtype=np.float64).reshape(-1)
+        labels = list(labels)
+        if m.size == 0 and q.size == 0 and not labels:
+            return np.zeros((0, *self.shape), bool), q, labels
+        if m.ndim != 3 or m.shape[1:] != self.shape or m.shape[0] != q.shape[0] or len(labels) != q.shape[0]:
+            raise ValueError(
+                f"frame masks at frame {frame}: masks {m.shape}, {q.shape[0]} qualities, {len(labels)} labels "
+                f"do not agree with the plate size {self.shape}"
+            )
+        return m, q, labels
+
+    def _tracked(self, out: dict[int, dict[int, np.ndarray]], local: int, object_id: int) -> np.ndarray:
+        assert self.shape is not None
+        mask = out.get(local, {}).get(object_id)
+        if mask is None:
+            return np.zeros(self.shape, bool)
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != self.shape:
+            raise ValueError(f"tracker returned a {m.shape} mask for object {object_id}, expected {self.shape}")
+        return m
+
+    # -- one session ------------------------------------------------------------------
+
+    def _prompt(
+        self,
+        session: TrackerSession,
+        phase: str,
+        local: int,
+        frame: int,
+        active: list[TrackedObject],
+        allow_new: bool,
+    ) -> None:
+        masks, qualities, labels = self._masks_at(frame)
+        self.calls[f"{phase}_prompt_frames"] += 1
+        res = match_prompt_masks(
+            active, masks, qualities, labels, self.params.identity_iou, self.params.epsilon, self.next_id, allow_new
+        )
+        self.next_id = res.next_id
+        self.rows.extend(DecisionRow.from_decision(phase, frame, d) for d in res.decisions)
+        for obj in res.new_objects:
+            self.layers[obj.object_id] = _Layer(
+                LayerRecord(obj.object_id, obj.label, None, None), obj.mask.copy(), float(obj.cached_quality)
+            )
+            active.append(obj)
+        active.sort(key=lambda o: o.object_id)
+        for object_id in sorted(res.prompts):
+            session.add_mask(local, object_id, masks[res.prompts[object_id]])
+            self.calls[f"{phase}_add_mask"] += 1
+            self.layers[object_id].record.prompt_frames.append(frame)
+        for d in res.decisions:
+            if d.action == NEW:
+                self.calls[f"{phase}_new_objects"] += 1
+            elif d.action == REPROMPT:
+                self.calls[f"{phase}_reprompts"] += 1
+
+    def _write(self, active: list[TrackedObject], frame: int) -> None:
+        for obj in active:
+            if not obj.mask.any():
+                continue
+            self.sink.write(obj.object_id, frame, obj.mask)
+            rec = self.layers[obj.object_id].record
+            rec.first_frame = frame if rec.first_frame is None else min(rec.first_frame, frame)
+            rec.last_frame = frame if rec.last_frame is None else max(rec.last_frame, frame)
+
+    def _run_window(
+        self, phase: str, frames_global: range, seeds: list[TrackedObject], prompt_first: bool
+    ) -> list[TrackedObject]:
+        """Track over one window (global frames in tracking order); returns the objects of
+        the session with their masks at its last frame."""
+        g = list(frames_global)
+        n = len(g)
+        lo, hi = min(g), max(g) + 1
+        frames = self._frames(lo, hi)
+        if g[0] > g[-1]:  # backward: the session sees the frames in tracking order
+            frames = np.ascontiguousarray(frames[::-1])
+        allow_new = phase == FORWARD
+        step = self.params.prompt_step
+        session = self.tracker.open_session(frames)
+        self.calls[f"{phase}_sessions"] += 1
+        active: list[TrackedObject] = []
+        try:
+            if prompt_first:
+                # The shot's frame 0: no objects yet, the per-frame masks start them.
+                self._prompt(session, phase, 0, g[0], active, allow_new)
+                self._write(active, g[0])
+                self._report(1)
+            else:
+                for obj in sorted(seeds, key=lambda o: o.object_id):
+                    if obj.mask.any():
+                        session.add_mask(0, obj.object_id, obj.mask)
+                        self.calls[f"{phase}_add_mask"] += 1
+                        active.append(obj)
+            # Advance in segments that end on prompt frames (and on the window's end).
+            stops = sorted({k for k in range(1, n) if is_prompt_frame(g[k], step)} | ({n - 1} if n > 1 else set()))
+            cur = 0
+            for last in stops:
+                out = session.propagate(cur, last + 1)
+                self.calls[f"{phase}_propagate"] += 1
+                self.calls[f"{phase}_propagated_frames"] += last + 1 - cur
+                for k in range(max(cur, 1), last + 1):
+                    for obj in active:
+                        obj.mask = self._tracked(out, k, obj.object_id)
+                    if k == last and is_prompt_frame(g[k], step):
+                        self._prompt(session, phase, k, g[k], active, allow_new)
+                    self._write(active, g[k])
+                self._report(last + 1 - max(cur, 1))
+                cur = last + 1
+        finally:
+            session.close()
+        return active
+
+    def _report(self, frames_done: int) -> None:
+        if self.progress is not None and frames_done > 0:
+            self.progress(frames_done)
+
+    # -- passes -----------------------------------------------------------------------
+
+    def forward(self) -> None:
+        alive: list[TrackedObject] = []
+        for k, (start, stop) in enumerate(forward_windows(self.n_frames, self.params.window)):
+            active = self._run_window(FORWARD, range(start, stop), alive, prompt_first=k == 0)
+            # Objects lost by the window's end are not seeded again.
+            alive = [o for o in active if o.mask.any()]
+
+    def backward(self) -> None:
+        groups: dict[int, list[int]] = {}
+        for object_id in sorted(self.layers):
+            first = self.layers[object_id].record.first_frame
+            if first is not None and first > 0:
+                groups.setdefault(first, []).append(object_id)
+        for first in sorted(groups):
+            # Fresh identity state: the backward pass is conditioned on the first-frame prompt.
+            objects = [
+                TrackedObject(i, self.layers[i].record.label, self.layers[i].first_mask, self.layers[i].first_quality)
+                for i in groups[first]
+            ]
+            for win in backward_windows(first, self.params.window):
+                active = self._run_window(BACKWARD, range(win[0], win[1], -1), objects, prompt_first=False)
+                objects = [o for o in active if o.mask.any()]
+                if not objects:
+                    break
+
+    def result(self) -> TrackingResult:
+        layers = []
+        for object_id in sorted(self.layers):
+            rec = self.layers[object_id].record
+            rec.prompt_frames = sorted(set(rec.prompt_frames))
+            layers.append(rec)
+        return TrackingResult(layers=layers, decisions=self.rows, tracker_calls=dict(sorted(self.calls.items())))
+
+
+def track_shot(
+    n_frames: int,
+    load_frames: Callable[[int, int], np.ndarray],
+    frame_masks: FrameMaskSource,
+    tracker: Tracker,
+    params: TrackingParams,
+    sink: LayerSink,
+    progress: Callable[[int], None] | None = None,
+) -> TrackingResult:
+    """Track every object over the shot: forward windows, then the backward pass.
+
+    load_frames(start, stop) returns frames (stop-start, H, W, 3) uint8 for global frames
+    start..stop-1 and is never asked for more than `params.window` frames. Layer masks go
+    to `sink` (non-empty ones only). `progress(k)` is called with the number of frames
+    just produced (an increment; the backward pass counts too).
+    """
+    if int(n_frames) != n_frames or n_frames < 0:
+        raise ValueError(f"n_frames must be an integer >= 0, got {n_frames!r}")
+    driver = _Driver(int(n_frames), load_frames, frame_masks, tracker, params, sink, progress)
+    driver.forward()
+    driver.backward()
+    return driver.result()

@@ -1,0 +1,179 @@
+"""`matte`: the command line (spec §5).
+
+Every command takes --project DIR (default $MATTE_PROJECT, else the current folder).
+Exit code 0 on success; on failure one line `matte: <reason>` on stderr, non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from .config import Project, add_shot, find_project_root, init_project, split_shot_ref
+from .errors import MatteError
+from .lineage import STAGES
+
+app = typer.Typer(
+    name="matte",
+    help="Automatic roto-matte pipeline: plate -> detections -> masks -> tracked layers -> filtered layers -> EXR mattes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+shot_app = typer.Typer(help="Manage shots.", no_args_is_help=True)
+app.add_typer(shot_app, name="shot")
+
+ProjectOpt = Annotated[
+    Optional[Path],
+    typer.Option("--project", help="Project folder (default: $MATTE_PROJECT, else the current folder)."),
+]
+
+
+def _project(project: Path | None) -> Project:
+    return Project(find_project_root(str(project) if project else None))
+
+
+def _out(line: str = "") -> None:
+    typer.echo(line)
+
+
+@app.command()
+def init(
+    directory: Annotated[Optional[Path], typer.Argument(help="Folder for the new project (default: --project or current).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Create a project: matte.yaml and an empty shows/ folder."""
+    root = directory or find_project_root(str(project) if project else None)
+    target = init_project(Path(root))
+    _out(f"created {target}")
+
+
+@shot_app.command("add")
+def shot_add(
+    ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
+    plate: Annotated[str, typer.Option("--plate", help="Frame pattern: name.####.exr, name.%04d.png or name.@.jpg")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Text prompt, e.g. 'person, car'.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Write the shot into shows/<SHOW>.yaml and register its Dagster partition."""
+    from .media.sequence import discover_frames
+    from .runner import instance_for, register_shot
+
+    proj = _project(project)
+    show, shot = split_shot_ref(ref)
+    pattern = Path(plate).expanduser()
+    resolved = pattern if pattern.is_absolute() else (Path.cwd() / pattern)
+    frames = discover_frames(str(resolved))  # a typo'd pattern fails here, not at run time
+    path = add_shot(proj, show, shot, str(resolved), prompt)
+    register_shot(instance_for(proj), show, shot)
+    _out(f"{show}/{shot}: {len(frames)} frames {frames[0][0]}-{frames[-1][0]} -> {path}")
+
+
+@app.command()
+def run(
+    ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
+    from_stage: Annotated[Optional[str], typer.Option("--from", help=f"Rerun this stage and everything after it ({', '.join(STAGES)}).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Materialise what is missing or stale; print each stage as ran or reused."""
+    from .runner import run_shot
+
+    proj = _project(project)
+    show, shot = split_shot_ref(ref)
+    started = time.perf_counter()
+    run_shot(proj, show, shot, from_stage=from_stage, echo=_out)
+    head = _delivery(proj, show, shot)
+    if head:
+        _out(f"delivered: {head['folder']}")
+    _out(f"total {time.perf_counter() - started:.2f} s")
+
+
+def _delivery(proj: Project, show: str, shot: str) -> dict | None:
+    from io_managers.zarr_io_manager import open_stage
+    from io_managers.zarr_store import ZarrStore
+
+    store = ZarrStore(proj.store_url)
+    key = f"{show}__{shot}"
+    if store.head(key, "mattes") is None:
+        return None
+    return open_stage(store, key, "mattes")
+
+
+@app.command()
+def status(
+    ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
+    project: ProjectOpt = None,
+) -> None:
+    """Each stage: fresh, stale (with why) or missing."""
+    from .runner import plan_shot
+
+    proj = _project(project)
+    show, shot = split_shot_ref(ref)
+    for state in plan_shot(proj, show, shot):
+        line = f"{state.stage:<16} {state.state}"
+        if state.state != "fresh":
+            line += f"  ({'; '.join(state.reasons)})"
+        _out(line)
+    head = _delivery(proj, show, shot)
+    if head:
+        _out(f"latest delivery: {head['folder']}")
+
+
+@app.command()
+def lineage(
+    path: Annotated[Path, typer.Argument(help="A delivered EXR file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the provenance as JSON.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """The provenance of a delivered EXR, read from its header."""
+    from .provenance import read_provenance, render_provenance
+
+    info = read_provenance(path)
+    _out(json.dumps(info, indent=2, sort_keys=True) if as_json else render_provenance(info))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo project.")] = Path("matte-demo"),
+    frames: Annotated[int, typer.Option(help="Number of frames.", min=4)] = 48,
+    width: Annotated[int, typer.Option(help="Plate width (scene-linear EXR).", min=64)] = 1280,
+    height: Annotated[int, typer.Option(help="Plate height.", min=64)] = 720,
+) -> None:
+    """Build a synthetic shot with ground truth, run the whole graph, score it."""
+    from .demo import run_demo
+
+    run_demo(out, n_frames=frames, width=width, height=height, echo=_out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors, meaningful exit codes."""
+    try:
+        result = app(args=argv, prog_name="matte", standalone_mode=False)
+        return int(result or 0)
+    except MatteError as exc:
+        print(f"matte: {exc}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        print(f"matte: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("matte: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is still one line (traceback on request)
+        if os.environ.get("MATTE_DEBUG"):
+            raise
+        print(f"matte: internal error: {type(exc).__name__}: {exc} (set MATTE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here.
+
+The project folder comes from $MATTE_PROJECT, else the current folder. `matte run`
+builds the same definitions for the project it is given."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from io_managers.zarr_io_manager import ZarrIOManagerFactory
+from resources.project import BackendsResource, ProjectResource
+
+from .config import find_project_root
+from .detections import detections
+from .filtered_layers import filtered_layers
+from .frame_masks import frame_masks
+from .mattes import mattes
+from .plate import plate
+from .sources import SETTINGS_SOURCES, plate_files
+from .tracked_layers import tracked_layers
+
+STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers, mattes]
+
+
+def build_definitions(project_root: str) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[plate_files, *SETTINGS_SOURCES.values(), *STAGE_ASSETS],
+        resources={
+            "project": ProjectResource(root=project_root),
+            "backends": BackendsResource(),
+            "zarr_io_manager": ZarrIOManagerFactory(project_root=project_root),
+        },
+    )
+
+
+defs = build_definitions(str(find_project_root(None)))

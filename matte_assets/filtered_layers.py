@@ -1,0 +1,122 @@
+"""`filtered_layers`: the kept and merged layers plus a decision table (spec §3).
+
+Two streaming passes over the tracked layers: the first sums the per-frame overlaps
+(Sim and IoU need whole-shot sums), the second writes each kept layer as the union of
+its members. Every keep / drop / merge is recorded with the values that decided it."""
+
+
+import re
+
+import dagster as dg
+from dagster import AssetExecutionContext
+import numpy as np
+
+from resources.project import ProjectResource
+
+from .algorithms.layer_filter import FilterParams, OverlapAccumulator, decide, merge_frame
+from .lineage import CODE_VERSIONS, stage_settings
+from .partitions import shots
+from .sources import settings_key
+from .stage_data import LayerMaskWriter, LayersData, write_table
+from .stage_run import StageResult, StageRun, progress
+
+
+def layer_names(labels: list[str], first_frames: list[int]) -> list[str]:
+    """'person1', 'person2', 'car1' ... numbered per label in order of appearance.
+    Names become EXR channel prefixes, so only [A-Za-z0-9_] survive."""
+    order = sorted(range(len(labels)), key=lambda i: (first_frames[i] if first_frames[i] >= 0 else 1 << 30, i))
+    counts: dict[str, int] = {}
+    names = [""] * len(labels)
+    for i in order:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", labels[i]) or "layer"
+        counts[base] = counts.get(base, 0) + 1
+        names[i] = f"{base}{counts[base]}"
+    return names
+
+
+@dg.asset(
+    partitions_def=shots,
+    code_version=CODE_VERSIONS["filtered_layers"],
+    deps=[settings_key("filtered_layers")],
+    io_manager_key="zarr_io_manager",
+    group_name="matte",
+    kinds={"zarr"},
+)
+def filtered_layers(
+    context: AssetExecutionContext, tracked_layers: LayersData, project: ProjectResource
+) -> dg.Output[StageResult]:
+    """Layers kept after the false-positive, duplicate and part-of-whole rules."""
+    run = StageRun(context, "filtered_layers", project.shot(context.partition_key), project.store())
+    staged, record = run.begin(
+        stage_settings(run.settings, "filtered_layers"),
+        {"tracked_layers": tracked_layers.record["data_version"]},
+        tracked_layers.record,
+    )
+    plan, masks_of = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
+
+    width, height = tracked_layers.size
+    sink = LayerMaskWriter(staged.group, tracked_layers.n_frames, height, width)
+    first = np.full(len(plan.kept), -1, np.int32)
+    last = np.full(len(plan.kept), -1, np.int32)
+    for frame_index in progress(range(tracked_layers.n_frames), "filtered_layers (write)"):
+        merged = merge_frame(masks_of(frame_index), plan, {lid: k for k, lid in enumerate(tracked_layers.layer_ids)})
+        for k, lid in enumerate(plan.kept):
+            sink.write(lid, frame_index, merged[k])
+            if merged[k].any():
+                first[k] = frame_index if first[k] < 0 else first[k]
+                last[k] = frame_index
+    for lid in plan.kept:
+        sink.array(lid)
+
+    labels_by_id = dict(zip(tracked_layers.layer_ids, tracked_layers.table["label"]))
+    labels = [labels_by_id[lid] for lid in plan.kept]
+    names = layer_names(labels, list(first))
+    write_table(
+        staged.group,
+        "layers",
+        {
+            "layer_id": np.asarray(plan.kept, np.int32),
+            "name": np.asarray(names, dtype=str),
+            "label": np.asarray(labels, dtype=str),
+            "first_frame": first,
+            "last_frame": last,
+            "members": np.asarray(["+".join(map(str, plan.members[lid])) for lid in plan.kept], dtype=str),
+        },
+    )
+    rows = [row.as_dict() for row in plan.rows]
+    staged.group.attrs.update({"n_frames": tracked_layers.n_frames, "size": [width, height], "decisions": rows})
+    actions = [row["action"] for row in rows]
+    return run.output(
+        staged,
+        record,
+        {
+            "kept": len(plan.kept),
+            "dropped": actions.count("drop"),
+            "merged": actions.count("merge"),
+            "layers": dg.MetadataValue.json(dict(zip(names, [plan.members[lid] for lid in plan.kept]))),
+            "decisions": dg.MetadataValue.md(decision_markdown(rows)),
+        },
+    )
+
+
+def filter_layers(tracked: LayersData, params: FilterParams):
+    """Pass 1: whole-shot overlap statistics, then the decisions."""
+    ids = tracked.layer_ids
+    acc = OverlapAccumulator(len(ids))
+
+    def masks_of(frame_index: int) -> np.ndarray:
+        return tracked.masks_at(frame_index, ids)
+
+    for frame_index in progress(range(tracked.n_frames), "filtered_layers (overlaps)"):
+        acc.add_frame(masks_of(frame_index))
+    plan = decide(ids, list(tracked.table["label"]), acc.stats(), params)
+    return plan, masks_of
+
+
+def decision_markdown(rows: list[dict]) -> str:
+    lines = ["| layer | action | into | rule | reason |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row.get('layer')} | {row.get('action')} | {row.get('into') or ''} | {row.get('rule', '')} | {row.get('reason', '')} |"
+        )
+    return "\n".join(lines)

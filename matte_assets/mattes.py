@@ -1,0 +1,149 @@
+"""`mattes`: EXR deliveries at the plate's original resolution and data window (spec §6).
+
+One file per plate frame in a new `vNNN` folder, channels `<layer>.A` per kept layer
+plus `A` (their union), half float. Everything is written into a hidden staging
+folder that is renamed into place at the end, so a delivered name never carries a
+half-written file and an existing version is never touched. If the pixels are
+identical to an existing version, that version is reused instead of adding a copy.
+The asset's value is the manifest (paths, hashes, version)."""
+
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+import numpy as np
+
+from resources.project import ProjectResource
+
+from . import __version__
+from .config import split_shot_ref
+from .lineage import CODE_VERSIONS, canonical_json, stage_settings
+from .media.delivery import ContentDigest, VersionWriter, find_version_with_digest
+from .media.exr import write_exr
+from .media.scale import upscale_mask
+from .media.sequence import hash_file
+from .partitions import shots
+from .sources import settings_key
+from .stage_data import LayersData, PlateData
+from .stage_run import StageResult, StageRun, progress
+
+HEADER_PREFIX = "matte/"
+
+
+def matte_channels(masks: np.ndarray, names: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Plate-resolution layer masks (L, h, w) -> full-resolution float channels."""
+    channels: dict[str, np.ndarray] = {}
+    union = np.zeros((size[1], size[0]), np.float32)
+    for name, mask in zip(names, masks):
+        full = upscale_mask(mask, size)
+        channels[f"{name}.A"] = full
+        np.maximum(union, full, out=union)
+    channels["A"] = union
+    return channels
+
+
+def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: str) -> dict[str, str]:
+    """EXR header attributes: enough to audit the file without the Dagster instance."""
+    attrs = {f"{HEADER_PREFIX}{k}": v if isinstance(v, str) else canonical_json(v) for k, v in common.items()}
+    attrs[f"{HEADER_PREFIX}frame"] = str(frame)
+    attrs[f"{HEADER_PREFIX}plate_file"] = plate_file
+    attrs[f"{HEADER_PREFIX}plate_sha256"] = plate_sha
+    return attrs
+
+
+@dg.asset(
+    partitions_def=shots,
+    code_version=CODE_VERSIONS["mattes"],
+    deps=[settings_key("mattes")],
+    io_manager_key="zarr_io_manager",
+    group_name="matte",
+    kinds={"openexr"},
+)
+def mattes(
+    context: AssetExecutionContext, plate: PlateData, filtered_layers: LayersData, project: ProjectResource
+) -> dg.Output[StageResult]:
+    """EXR mattes in <deliveries>/<SHOW>/<SHOT>/vNNN/, one per plate frame."""
+    run = StageRun(context, "mattes", project.shot(context.partition_key), project.store())
+    show, shot = split_shot_ref(context.partition_key)
+    staged, record = run.begin(
+        stage_settings(run.settings, "mattes"),
+        {"plate": plate.record["data_version"], "filtered_layers": filtered_layers.record["data_version"]},
+        plate.record,
+        filtered_layers.record,
+    )
+    attrs = plate.attrs
+    original = attrs["original"]
+    full_size = (int(original["width"]), int(original["height"]))
+    names = filtered_layers.names()
+    ids = filtered_layers.layer_ids
+    lineage = record["lineage"]
+    shot_dir = project.project().deliveries / show / shot
+
+    digest = ContentDigest()
+    files: list[dict[str, Any]] = []
+    with VersionWriter(shot_dir, shot) as writer:
+        common = {
+            "show": show,
+            "shot": shot,
+            "version": f"v{writer.version:03d}",
+            "run_id": context.run_id,
+            "created": record["created"],
+            "software": f"matte-pipeline {__version__}",
+            "data_versions": {stage: entry["data_version"] for stage, entry in lineage.items()},
+            "settings": {stage: entry["settings"] for stage, entry in lineage.items()},
+            "models": {
+                stage: entry["settings"].get("backend")
+                for stage, entry in lineage.items()
+                if isinstance(entry["settings"], dict) and "backend" in entry["settings"]
+            },
+            "layers": dict(zip(names, filtered_layers.table["members"])),
+            "plate_pattern": attrs["pattern"],
+        }
+        for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
+            channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
+            digest.update(frame, channels)
+            path = writer.path_for(frame, attrs["padding"])
+            write_exr(
+                path,
+                channels,
+                data_window=tuple(original["data_window"]),
+                display_window=tuple(original["display_window"]),
+                compression=run.settings.deliver.compression,
+                attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
+            )
+            files.append({"frame": frame, "name": path.name, "sha256": hash_file(path)})
+
+        content = digest.hexdigest()
+        existing = find_version_with_digest(shot_dir, content)
+        if existing is not None:
+            writer.abort()  # identical pixels already delivered: reuse that version
+            version, folder, reused = existing, shot_dir / f"v{existing:03d}", True
+            files = json.loads((folder / "manifest.json").read_text())["files"]
+        else:
+            folder = writer.commit(content, {"files": files, "channels": [f"{n}.A" for n in names] + ["A"], **common})
+            version, reused = writer.version, False
+
+    manifest = {
+        "version": version,
+        "folder": str(folder),
+        "files": [{**f, "path": str(Path(folder) / f["name"])} for f in files],
+        "channels": [f"{n}.A" for n in names] + ["A"],
+        "content_digest": content,
+        "reused_existing_version": reused,
+    }
+    staged.group.attrs["manifest"] = manifest
+    return run.output(
+        staged,
+        record,
+        {
+            "version": f"v{version:03d}",
+            "folder": dg.MetadataValue.path(str(folder)),
+            "files": len(files),
+            "layers": ", ".join(names) or "(none)",
+            "reused_existing_version": reused,
+            "resolution": f"{full_size[0]}x{full_size[1]}",
+        },
+    )

@@ -1,0 +1,635 @@
+"""Embedded default backends: OpenCV only, no weights, CPU, deterministic.
+
+- `OpenCVDetector`: `person` with OpenCV's built-in HOG people detector, `moving` with
+  background subtraction against a per-pixel temporal median (locked-off shots).
+- `GrabCutSegmenter`: GrabCut on a crop around each box; artist clicks become seeds.
+- `FlowTracker`: DIS dense optical flow warps each object's mask frame to frame, and
+  GrabCut re-segments the warped masks periodically so flow drift does not accumulate.
+
+Determinism: GrabCut's GMM initialisation uses k-means on OpenCV's RNG, so the RNG is
+seeded (`cv2.setRNGSeed`) right before every GrabCut call; HOG's multi-threaded output
+order is normalised by sorting. DIS flow has no random component.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.special import expit, logsumexp
+
+from matte_assets.errors import BackendError
+from resources.backends import Detection, Detector, PointPrompt, Segmenter, Tracker, TrackerSession
+
+Box = tuple[float, float, float, float]
+
+# --- shared helpers --------------------------------------------------------------------
+
+
+def _check_frame(frame: np.ndarray, what: str = "frame") -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise BackendError(f"{what} must be uint8 RGB of shape (H, W, 3), got {frame.dtype} {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _box_iou(a: Box, b: Box) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _nms(dets: list[Detection], iou: float) -> list[Detection]:
+    """Greedy non-maximum suppression per label, in a fixed (score, box) order."""
+    ordered = sorted(dets, key=lambda d: (-d.score, d.label, d.box))
+    kept: list[Detection] = []
+    for d in ordered:
+        if all(k.label != d.label or _box_iou(k.box, d.box) <= iou for k in kept):
+            kept.append(d)
+    return kept
+
+
+def hog_weight_to_score(weight: float) -> float:
+    """HOG SVM decision value -> score in [0, 1]: `w / (1 + w)` for w > 0, else 0.
+
+    Monotone; 0 at the SVM boundary, 0.5 at w = 1, 0.75 at w = 3 (people detector
+    weights rarely exceed ~3). The default `box_threshold` 0.35 keeps w >= 0.54, which
+    drops most of HOG's weak background hits."""
+    w = float(weight)
+    return w / (1.0 + w) if w > 0 else 0.0
+
+
+def moving_contrast_to_score(contrast: float) -> float:
+    """Background-difference contrast -> score in [0, 1]: `1 - exp(-(c - 1))`, 0 for c <= 1.
+
+    `c` is the component's mean colour distance to the background divided by the
+    detection threshold: a blob that barely clears the threshold (noise, compression)
+    scores near 0; one at twice the threshold 0.63, at four times 0.95."""
+    return float(np.clip(1.0 - math.exp(-(contrast - 1.0)), 0.0, 1.0)) if contrast > 1.0 else 0.0
+
+
+# GrabCut GMM layout (OpenCV's grabcut.cpp): 5 components, per component 1 weight,
+# 3 means, 9 covariance entries, stored weights | means | covariances.
+_GMM_K = 5
+
+
+def _gmm_log_likelihood(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """log p(pixel | GMM) up to a constant shared by both GrabCut models."""
+    m = np.asarray(model, dtype=np.float64).reshape(-1)
+    weights = m[:_GMM_K]
+    means = m[_GMM_K : 4 * _GMM_K].reshape(_GMM_K, 3)
+    covs = m[4 * _GMM_K : 13 * _GMM_K].reshape(_GMM_K, 3, 3)
+    terms = []
+    for k in range(_GMM_K):
+        if weights[k] <= 0:
+            continue
+        cov = covs[k]
+        det = float(np.linalg.det(cov))
+        if det <= np.finfo(np.float64).eps:
+            cov = cov + 0.01 * np.eye(3)  # same regularisation OpenCV applies
+            det = float(np.linalg.det(cov))
+        d = pixels - means[k]
+        maha = np.einsum("pi,ij,pj->p", d, np.linalg.inv(cov), d)
+        terms.append(math.log(weights[k]) - 0.5 * math.log(det) - 0.5 * maha)
+    if not terms:
+        return np.full(pixels.shape[0], -np.inf)
+    return logsumexp(np.stack(terms), axis=0)
+
+
+def _separability(crop: np.ndarray, fg: np.ndarray, bgd_model: np.ndarray, fgd_model: np.ndarray) -> float:
+    """How cleanly the final fg/bg colour models explain the cut, in [0, 1].
+
+    Per pixel, the posterior of the fg model against the bg model (equal priors);
+    `a` = mean posterior of the side each pixel was assigned to, balanced over fg and
+    bg pixels (0.5 = colours say nothing, 1 = every pixel unambiguous). Returns
+    `2a - 1` clipped to [0, 1]."""
+    if not fg.any() or fg.all():
+        return 0.0
+    pixels = crop.reshape(-1, 3).astype(np.float64)
+    post = expit(_gmm_log_likelihood(fgd_model, pixels) - _gmm_log_likelihood(bgd_model, pixels))
+    post = np.nan_to_num(post, nan=0.5)
+    flat = fg.reshape(-1)
+    a = 0.5 * (float(post[flat].mean()) + float(1.0 - post[~flat].mean()))
+    return float(np.clip(2.0 * a - 1.0, 0.0, 1.0))
+
+
+def _truncation(fg: np.ndarray, open_sides: tuple[bool, bool, bool, bool]) -> float:
+    """Share of the mask's outline that runs along a crop side inside the frame
+    (`open_sides`: left, top, right, bottom), i.e. where the object was cut by the crop
+    rather than by its own edge. 0 = fully contained, 1 = outline all on crop sides."""
+    boundary = fg & ~ndimage.binary_erosion(fg, border_value=0)
+    total = int(boundary.sum())
+    if total == 0:
+        return 0.0
+    on_side = np.zeros_like(fg)
+    left, top, right, bottom = open_sides
+    if left:
+        on_side[:, 0] = True
+    if top:
+        on_side[0, :] = True
+    if right:
+        on_side[:, -1] = True
+    if bottom:
+        on_side[-1, :] = True
+    return float((boundary & on_side).sum()) / total
+
+
+def _clean_mask(fg: np.ndarray, keep_seeds: np.ndarray, protect_holes: np.ndarray) -> np.ndarray:
+    """Keep the object, drop GrabCut's specks: the largest 8-connected component, any
+    component at least a quarter of its size (a body split by a thin occluder), and any
+    component holding a positive seed; then fill enclosed holes, except holes that hold
+    a negative seed (the artist said that gap is background)."""
+    labels, n = ndimage.label(fg, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return fg
+    sizes = ndimage.sum_labels(np.ones_like(fg, dtype=np.int32), labels, index=np.arange(1, n + 1))
+    keep = sizes >= 0.25 * sizes.max()
+    seeded = np.unique(labels[keep_seeds & fg])
+    keep[seeded[seeded > 0] - 1] = True
+    out = keep[labels - 1] & (labels > 0)
+    filled = ndimage.binary_fill_holes(out)
+    holes = filled & ~out
+    if holes.any() and protect_holes.any():
+        hole_labels, _ = ndimage.label(holes)
+        protected = np.unique(hole_labels[protect_holes & holes])
+        filled &= ~np.isin(hole_labels, protected[protected > 0])
+    return filled
+
+
+def _run_grabcut(
+    image: np.ndarray, init: np.ndarray, iterations: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """GrabCut from an init mask (GC_BGD / GC_FGD / GC_PR_*). Returns (fg, bgd, fgd
+    models), or None when there are too few samples on either side to fit the GMMs."""
+    bg_samples = int(np.count_nonzero((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)))
+    fg_samples = int(np.count_nonzero((init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)))
+    if bg_samples < _GMM_K or fg_samples < _GMM_K:
+        return None  # k-means needs at least K samples per model
+    mask = init.copy()
+    bgd = np.zeros((1, 13 * _GMM_K), np.float64)
+    fgd = np.zeros((1, 13 * _GMM_K), np.float64)
+    cv2.setRNGSeed(seed)  # k-means init of the GMMs draws from OpenCV's RNG
+    try:
+        cv2.grabCut(image, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None  # degenerate colour statistics (e.g. a flat crop)
+    fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    return fg, bgd, fgd
+
+
+# --- detector --------------------------------------------------------------------------
+
+
+class OpenCVDetector(Detector):
+    """`person`: HOG + linear SVM people detector (Dalal-Triggs, OpenCV's default model).
+    `moving`: difference to a per-pixel temporal-median background (locked-off shots).
+
+    `text_threshold` is ignored: both detectors are closed-vocabulary, there is no text
+    matching to threshold. `box_threshold` drops detections scoring below it."""
+
+    LABELS = frozenset({"person", "moving"})
+
+    def __init__(
+        self,
+        *,
+        hog_win_stride: int = 8,
+        hog_scale: float = 1.05,
+        nms_iou: float = 0.45,
+        min_difference: float = 20.0,
+        noise_factor: float = 4.0,
+        min_area_fraction: float = 0.001,
+    ) -> None:
+        self.hog_win_stride = hog_win_stride
+        self.hog_scale = hog_scale
+        self.nms_iou = nms_iou
+        self.min_difference = min_difference  # uint8 RGB distance never below this
+        self.noise_factor = noise_factor  # threshold = factor x median background distance
+        self.min_area_fraction = min_area_fraction  # components smaller than this share of the frame are dropped
+        self._hog: cv2.HOGDescriptor | None = None
+        self._background: np.ndarray | None = None
+        self._threshold: float = min_difference
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "backend": "opencv",
+            "opencv": cv2.__version__,
+            "detector": "hog-people+median-background",
+            "config": (
+                f"hog_stride={self.hog_win_stride},hog_scale={self.hog_scale},nms_iou={self.nms_iou},"
+                f"min_difference={self.min_difference},noise_factor={self.noise_factor},"
+                f"min_area_fraction={self.min_area_fraction}"
+            ),
+        }
+
+    def supported_labels(self) -> frozenset[str]:
+        return self.LABELS
+
+    def begin_shot(self, sample_frames: np.ndarray) -> None:
+        """Background = per-pixel temporal median of the samples (objects that keep moving
+        cover any pixel in fewer than half the samples, so they vanish from it).
+
+        The difference threshold adapts to the plate: `noise_factor` x the median colour
+        distance of the samples to the background (grain, compression), at least
+        `min_difference`."""
+        samples = np.asarray(sample_frames)
+        if samples.ndim != 4 or samples.shape[0] == 0 or samples.shape[3] != 3 or samples.dtype != np.uint8:
+            raise BackendError(
+                f"begin_shot needs sample frames as uint8 (N, H, W, 3) with N >= 1, got {samples.dtype} {samples.shape}"
+            )
+        self._background = np.median(samples, axis=0).astype(np.float32)
+        # A strided pixel subset is plenty for a robust global noise level and keeps this fast.
+        sub = samples[:, ::4, ::4].astype(np.float32) - self._background[None, ::4, ::4]
+        noise = float(np.median(np.sqrt((sub * sub).sum(axis=-1))))
+        self._threshold = max(self.min_difference, self.noise_factor * noise)
+
+    def detect(
+        self,
+        frames: Sequence[np.ndarray],
+        labels: Sequence[str],
+        box_threshold: float,
+        text_threshold: float,
+    ) -> list[list[Detection]]:
+        wanted = [str(label) for label in labels]
+        unknown = sorted({label for label in wanted if label.strip().lower() not in self.LABELS})
+        if unknown:
+            raise BackendError(
+                f"the opencv detector cannot serve label(s) {', '.join(repr(u) for u in unknown)}; "
+                f"it serves: {', '.join(sorted(self.LABELS))} (use a model detector for other prompts)"
+            )
+        if any(label.strip().lower() == "moving" for label in wanted) and self._background is None:
+            raise BackendError("the 'moving' detector needs begin_shot(sample_frames) before detect")
+        out: list[list[Detection]] = []
+        for frame in frames:
+            frame = _check_frame(frame)
+            dets: list[Detection] = []
+            for label in dict.fromkeys(wanted):  # each label once, in prompt order
+                kind = label.strip().lower()
+                found = self._people(frame, label) if kind == "person" else self._moving(frame, label)
+                dets.extend(d for d in found if d.score >= box_threshold)
+            out.append(sorted(dets, key=lambda d: (-d.score, d.label, d.box)))
+        return out
+
+    def _people(self, frame: np.ndarray, label: str) -> list[Detection]:
+        h, w = frame.shape[:2]
+        if h < 128 or w < 64:
+            return []  # smaller than the detector window: nothing can be found
+        if self._hog is None:
+            self._hog = cv2.HOGDescriptor()
+            self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        stride = (self.hog_win_stride, self.hog_win_stride)
+        rects, weights = self._hog.detectMultiScale(
+            frame, winStride=stride, padding=(8, 8), scale=self.hog_scale
+        )
+        dets = []
+        for (x, y, bw, bh), wgt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+            # The 64x128 training window has a margin around the person; trim it as
+            # OpenCV's peopledetect sample does (15% of width, 5% of height per side).
+            px, py = 0.15 * bw, 0.05 * bh
+            box = (
+                float(max(x + px, 0)), float(max(y + py, 0)),
+                float(min(x + bw - px, w)), float(min(y + bh - py, h)),
+            )
+            dets.append(Detection(label=label, score=hog_weight_to_score(wgt), box=box))
+        return _nms(dets, self.nms_iou)
+
+    def _moving(self, frame: np.ndarray, label: str) -> list[Detection]:
+        assert self._background is not None
+        if frame.shape != self._background.shape:
+            raise BackendError(
+                f"frame shape {frame.shape} differs from the shot background {self._background.shape}"
+            )
+        h, w = frame.shape[:2]
+        diff = frame.astype(np.float32) - self._background
+        dist = np.sqrt((diff * diff).sum(axis=-1))
+        fg = (dist > self._threshold).astype(np.uint8)
+        # Open removes isolated noise pixels; close (scaled with the frame) bridges the
+        # dark texture spots inside an object that happen to match the background.
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, _disc(1))
+        fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, _disc(max(1, round(min(h, w) * 0.006))))
+        n, comp, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        if n <= 1:
+            return []
+        min_area = self.min_area_fraction * h * w
+        means = ndimage.mean(dist, labels=comp, index=np.arange(1, n))
+        dets = []
+        for c in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[c, :5])
+            if area < min_area:
+                continue
+            score = moving_contrast_to_score(float(means[c - 1]) / self._threshold)
+            dets.append(Detection(label=label, score=score, box=(float(x), float(y), float(x + bw), float(y + bh))))
+        return dets
+
+
+# --- segmenter -------------------------------------------------------------------------
+
+
+class GrabCutSegmenter(Segmenter):
+    """GrabCut on a crop around each box.
+
+    The crop is the box grown by `margin` x its longer side (at least 8 px), clipped to
+    the frame, downscaled if its longer side exceeds `max_crop_side` (bounds the cost).
+    GrabCut starts from the rectangle (outside = definite background, inside = probable
+    foreground: the same start as GC_INIT_WITH_RECT, given as a mask so artist clicks
+    can be added): positive clicks are discs of definite foreground, negative clicks
+    discs of definite background.
+
+    quality = separability x (1 - truncation), in [0, 1]:
+    - separability: how unambiguously the final fg/bg colour GMMs explain the cut
+      (balanced mean posterior of each pixel's assigned side, rescaled so chance = 0);
+    - truncation: share of the mask outline lying on a crop side inside the frame
+      (the object runs out of the crop: the box was too small or the cut leaked).
+    Empty masks have quality 0."""
+
+    def __init__(
+        self,
+        *,
+        iterations: int = 5,
+        margin: float = 0.25,
+        max_crop_side: int = 512,
+        click_radius: float = 0.03,
+        seed: int = 0,
+    ) -> None:
+        self.iterations = iterations
+        self.margin = margin
+        self.max_crop_side = max_crop_side
+        self.click_radius = click_radius  # seed disc radius as a share of the box diagonal
+        self.seed = seed
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "backend": "opencv",
+            "opencv": cv2.__version__,
+            "segmenter": "grabcut",
+            "config": (
+                f"iterations={self.iterations},margin={self.margin},max_crop_side={self.max_crop_side},"
+                f"click_radius={self.click_radius},seed={self.seed}"
+            ),
+        }
+
+    def segment(
+        self,
+        frame: np.ndarray,
+        boxes: np.ndarray,
+        points: Sequence[Sequence[PointPrompt]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        frame = _check_frame(frame)
+        h, w = frame.shape[:2]
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if points is not None and len(points) != len(boxes):
+            raise BackendError(f"got {len(points)} click lists for {len(boxes)} boxes")
+        masks = np.zeros((len(boxes), h, w), dtype=bool)
+        quality = np.zeros(len(boxes), dtype=np.float32)
+        for i, box in enumerate(boxes):
+            clicks = list(points[i]) if points is not None else []
+            masks[i], quality[i] = self._segment_one(frame, tuple(float(v) for v in box), clicks)
+        return masks, quality
+
+    def _segment_one(self, frame: np.ndarray, box: Box, clicks: list[PointPrompt]) -> tuple[np.ndarray, float]:
+        h, w = frame.shape[:2]
+        full = np.zeros((h, w), dtype=bool)
+        x0, y0 = max(box[0], 0.0), max(box[1], 0.0)
+        x1, y1 = min(box[2], float(w)), min(box[3], float(h))
+        if not (x1 > x0 and y1 > y0):
+            return full, 0.0
+        bw, bh = x1 - x0, y1 - y0
+        m = max(8.0, self.margin * max(bw, bh))
+        radius = max(3.0, self.click_radius * math.hypot(bw, bh))
+        cx0, cy0, cx1, cy1 = x0 - m, y0 - m, x1 + m, y1 + m
+        for p in clicks:
+            if p.positive:  # a positive click outside the box still belongs to the object
+                cx0, cy0 = min(cx0, p.x - 2 * radius), min(cy0, p.y - 2 * radius)
+                cx1, cy1 = max(cx1, p.x + 2 * radius), max(cy1, p.y + 2 * radius)
+        cx0, cy0 = max(0, int(math.floor(cx0))), max(0, int(math.floor(cy0)))
+        cx1, cy1 = min(w, int(math.ceil(cx1))), min(h, int(math.ceil(cy1)))
+        crop = frame[cy0:cy1, cx0:cx1]
+        ch, cw = crop.shape[:2]
+        scale = min(1.0, self.max_crop_side / max(ch, cw))
+        work = crop
+        if scale < 1.0:
+            work = cv2.resize(crop, (max(1, round(cw * scale)), max(1, round(ch * scale))), interpolation=cv2.INTER_AREA)
+        wh, ww = work.shape[:2]
+
+        def to_work(x: float, y: float) -> tuple[float, float]:
+            return (x - cx0) * ww / cw, (y - cy0) * wh / ch
+
+        init = np.full((wh, ww), cv2.GC_BGD, dtype=np.uint8)
+        rx0, ry0 = to_work(x0, y0)
+        rx1, ry1 = to_work(x1, y1)
+        ix0, iy0 = int(math.floor(rx0)), int(math.floor(ry0))
+        ix1, iy1 = max(int(math.ceil(rx1)), ix0 + 1), max(int(math.ceil(ry1)), iy0 + 1)
+        init[iy0:iy1, ix0:ix1] = cv2.GC_PR_FGD
+        if not np.any(init == cv2.GC_BGD):
+            # The box fills the whole frame: let the outermost ring seed the bg model.
+            init[[0, -1], :] = cv2.GC_PR_BGD
+            init[:, [0, -1]] = cv2.GC_PR_BGD
+        pos_seeds = np.zeros((wh, ww), dtype=np.uint8)
+        neg_seeds = np.zeros((wh, ww), dtype=np.uint8)
+        r_work = max(1, round(radius * scale))
+        for p in clicks:
+            px, py = to_work(p.x, p.y)
+            centre = (int(round(px)), int(round(py)))
+            cv2.circle(init, centre, r_work, cv2.GC_FGD if p.positive else cv2.GC_BGD, thickness=-1)
+            cv2.circle(pos_seeds if p.positive else neg_seeds, centre, r_work, 1, thickness=-1)
+
+        result = _run_grabcut(work, init, self.iterations, self.seed)
+        if result is None:
+            return full, 0.0
+        fg, bgd, fgd = result
+        fg = _clean_mask(fg, pos_seeds.astype(bool), neg_seeds.astype(bool))
+        separability = _separability(work, fg, bgd, fgd)
+        if scale < 1.0:
+            up = cv2.resize(fg.astype(np.float32), (cw, ch), interpolation=cv2.INTER_LINEAR)
+            fg = up > 0.5
+        truncation = _truncation(fg, (cx0 > 0, cy0 > 0, cx1 < w, cy1 < h))
+        full[cy0:cy1, cx0:cx1] = fg
+        quality = separability * (1.0 - truncation) if fg.any() else 0.0
+        return full, float(np.clip(quality, 0.0, 1.0))
+
+
+# --- tracker ---------------------------------------------------------------------------
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def resegment_mask(frame: np.ndarray, mask: np.ndarray, *, iterations: int = 3, band: float = 0.08, seed: int = 0) -> np.ndarray:
+    """Snap a drifted mask back onto the object's edges with GrabCut.
+
+    Band half-width r = max(2, band x sqrt(mask area)) px. Init (on a crop around the
+    mask): core = mask eroded by r -> definite fg; mask minus core -> probable fg; the
+    ring dilated by r outside the mask -> probable bg; beyond -> definite bg. GrabCut
+    can only move the edge within the band, so a failure cannot run away. Masks too
+    thin to keep a core are returned unchanged."""
+    area = int(mask.sum())
+    if area == 0:
+        return mask
+    h, w = mask.shape
+    r = max(2, round(band * math.sqrt(area)))
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    pad = 3 * r
+    y0, y1 = max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)
+    x0, x1 = max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)
+    sub = mask[y0:y1, x0:x1].astype(np.uint8)
+    core = cv2.erode(sub, _disc(r), borderType=cv2.BORDER_REPLICATE).astype(bool)
+    outer = cv2.dilate(sub, _disc(r)).astype(bool)
+    if not core.any():
+        return mask
+    init = np.full(sub.shape, cv2.GC_BGD, dtype=np.uint8)
+    init[outer] = cv2.GC_PR_BGD
+    init[sub.astype(bool)] = cv2.GC_PR_FGD
+    init[core] = cv2.GC_FGD
+    result = _run_grabcut(np.ascontiguousarray(frame[y0:y1, x0:x1]), init, iterations, seed)
+    if result is None:
+        return mask
+    fg = _clean_mask(result[0], core, np.zeros_like(core))
+    out = mask.copy()
+    out[y0:y1, x0:x1] = fg
+    return out
+
+
+class FlowTracker(Tracker):
+    """Masks carried by dense optical flow (OpenCV DIS), re-segmented with GrabCut.
+
+    Preset `medium` by default: unlike `fast`/`ultrafast` it runs the variational
+    refinement and a denser patch grid, so flow is sub-pixel and follows motion
+    boundaries, which is where a warped mask goes wrong; at ~1K plates it costs tens of
+    ms per frame pair on a CPU, small next to GrabCut."""
+
+    def __init__(
+        self,
+        *,
+        preset: str = "medium",
+        resegment_every: int = 5,
+        resegment_iterations: int = 3,
+        band: float = 0.08,
+        seed: int = 0,
+    ) -> None:
+        if preset not in _DIS_PRESETS:
+            raise BackendError(f"unknown DIS preset {preset!r}; choose one of {', '.join(_DIS_PRESETS)}")
+        self.preset = preset
+        self.resegment_every = resegment_every  # 0 disables re-segmentation
+        self.resegment_iterations = resegment_iterations
+        self.band = band
+        self.seed = seed
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "backend": "opencv",
+            "opencv": cv2.__version__,
+            "tracker": "dis-flow+grabcut",
+            "config": (
+                f"preset={self.preset},resegment_every={self.resegment_every},"
+                f"resegment_iterations={self.resegment_iterations},band={self.band},seed={self.seed}"
+            ),
+        }
+
+    def open_session(self, frames: np.ndarray) -> FlowSession:
+        return FlowSession(self, frames)
+
+
+class FlowSession(TrackerSession):
+    """Forward-only tracking over one window.
+
+    State: the masks of every known object at the last frame returned by `propagate`
+    (or pending prompts for the next frame). Advancing one frame computes the flow of
+    that frame pair once and warps all objects with it; `flow_pairs_computed` counts
+    the pairs so callers (and tests) can see the flow is shared."""
+
+    def __init__(self, tracker: FlowTracker, frames: np.ndarray) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise BackendError(f"tracker frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        self._tracker = tracker
+        self._frames = frames
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[tracker.preset])
+        self._next = 0  # next local frame `propagate` will return
+        self._masks: dict[int, np.ndarray] = {}  # object -> mask at frame self._next - 1
+        self._since_prompt: dict[int, int] = {}  # object -> frames advanced since its prompt
+        self._pending: dict[int, np.ndarray] = {}  # prompts for frame self._next
+        self._grey_prev: np.ndarray | None = None  # grey of frame self._next - 1
+        h, w = frames.shape[1:3]
+        self._grid_x, self._grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        self.flow_pairs_computed = 0
+
+    def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self._frames.shape[1:3]:
+            raise BackendError(f"mask shape {mask.shape} differs from the window frames {self._frames.shape[1:3]}")
+        if frame_index == self._next - 1:
+            # The frame already returned: the prompt replaces the state we advance from.
+            self._masks[object_id] = mask.copy()
+            self._since_prompt[object_id] = 0
+        elif frame_index == self._next and frame_index < len(self._frames):
+            # The next frame: returned verbatim for this object when propagate reaches it.
+            self._pending[object_id] = mask.copy()
+        else:
+            raise BackendError(
+                f"add_mask at local frame {frame_index}: this session can take prompts only at frame "
+                f"{self._next - 1} (last returned) or {self._next} (next to propagate)"
+            )
+
+    def propagate(self, start: int, stop: int) -> dict[int, dict[int, np.ndarray]]:
+        if start != self._next:
+            raise BackendError(f"propagate({start}, {stop}): sessions go forward consecutively, next frame is {self._next}")
+        if not start <= stop <= len(self._frames):
+            raise BackendError(f"propagate({start}, {stop}) outside the window of {len(self._frames)} frames")
+        out: dict[int, dict[int, np.ndarray]] = {}
+        for t in range(start, stop):
+            grey = cv2.cvtColor(self._frames[t], cv2.COLOR_RGB2GRAY)
+            if t > 0 and self._masks:
+                self._advance(t, grey)
+            for obj, mask in self._pending.items():
+                self._masks[obj] = mask
+                self._since_prompt[obj] = 0
+            self._pending = {}
+            out[t] = {obj: mask.copy() for obj, mask in self._masks.items()}
+            self._grey_prev = grey
+            self._next = t + 1
+        return out
+
+    def _advance(self, t: int, grey: np.ndarray) -> None:
+        """Warp every object from frame t-1 to t with one shared flow field."""
+        prev = self._grey_prev if self._grey_prev is not None else cv2.cvtColor(self._frames[t - 1], cv2.COLOR_RGB2GRAY)
+        # Backward flow (t -> t-1): each pixel of frame t looks up where it was, so the
+        # warped mask has no holes and pixels newly covered by an occluder drop out.
+        flow = self._dis.calc(grey, prev, None)
+        self.flow_pairs_computed += 1
+        map_x = self._grid_x + flow[..., 0]
+        map_y = self._grid_y + flow[..., 1]
+        every = self._tracker.resegment_every
+        for obj in sorted(self._masks):
+            mask = self._masks[obj]
+            self._since_prompt[obj] = self._since_prompt.get(obj, 0) + 1
+            if not mask.any():
+                continue  # an object that vanished stays empty
+            warped = cv2.remap(
+                mask.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
+            ) > 0.5
+            if every > 0 and self._since_prompt[obj] % every == 0 and warped.any():
+                warped = resegment_mask(
+                    self._frames[t], warped,
+                    iterations=self._tracker.resegment_iterations, band=self._tracker.band, seed=self._tracker.seed,
+                )
+            self._masks[obj] = warped
+
+    def close(self) -> None:
+        self._masks.clear()
+        self._pending.clear()
+        self._grey_prev = None
