@@ -78,13 +78,15 @@ def demo_shot(width: int = 1280, height: int = 720, n_frames: int = 48) -> Synth
     """The demo plate: three objects over a locked-off background (designed at
     1280x720 / 48 frames and scaled to the requested size and length).
 
-    - `red` leaves the frame on the left (empty from about index 35);
-    - `green` (slower, 5 px/frame) is passed in front of by `blue` around indices 29-43
-      (down to under half of it visible), and is whole again from index 44;
-    - `blue` enters late from the right (first visible at index 10).
+    - `red` (9 px/frame) leaves the frame on the left: empty from index 35;
+    - `green` (slower, 7.5 px/frame, moving down) is passed in front of by `blue` over
+      indices 22-33, down to about a third of it visible, whole again afterwards;
+    - `blue` (12 px/frame) enters late from beyond the right edge: first visible at
+      index 10.
 
-    Every object moves at least 5 px/frame, so no pixel is covered for half the shot
-    and a temporal median still recovers the background (the `moving` detector)."""
+    Sizes and speeds keep every pixel covered by some object in at most ~38% of the
+    frames, so a temporal median still recovers the background (the `moving`
+    detector's assumption)."""
     sx, sy = width / 1280.0, height / 720.0
     s = min(sx, sy)
     ft = (n_frames - 1) / 47.0 if n_frames > 1 else 1.0  # time scale: keep the story at any length
@@ -99,15 +101,15 @@ def demo_shot(width: int = 1280, height: int = 720, n_frames: int = 48) -> Synth
             z=0, texture_scale=7 * s, seed=1,
         ),
         SyntheticObject(
-            name="green", shape="rounded_rect", half_size=(50 * s, 95 * s), colour=(0.16, 0.72, 0.24),
-            keyframes=kf([(0, 900, 470), (47, 900 + 5 * 47, 470)]),
+            name="green", shape="blob", half_size=(40 * s, 40 * s), colour=(0.16, 0.72, 0.24),
+            keyframes=kf([(0, 1100, 250), (47, 1100, 250 + 7.5 * 47)]),
             z=0, texture_scale=6 * s, seed=2,
         ),
         SyntheticObject(
-            # Comes in from beyond the right edge at 10 px/frame; its silhouette first
-            # crosses into the frame at index 10.
-            name="blue", shape="blob", half_size=(72 * s, 72 * s), colour=(0.14, 0.30, 0.90),
-            keyframes=kf([(0, 1440, 470), (47, 1440 - 10 * 47, 455)]),
+            # Comes in from beyond the right edge; its silhouette first crosses into the
+            # frame at index 10.
+            name="blue", shape="blob", half_size=(60 * s, 60 * s), colour=(0.14, 0.30, 0.90),
+            keyframes=kf([(0, 1450, 430), (47, 1450 - 12 * 47, 430)]),
             z=1, texture_scale=6 * s, highlight=1.2, seed=3,
         ),
     )

@@ -167,6 +167,45 @@ def _clean_mask(fg: np.ndarray, keep_seeds: np.ndarray, protect_holes: np.ndarra
     return filled
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill enclosed holes, working on the mask's bounding box only (cheap on big frames)."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    if ys.size == 0:
+        return mask
+    xs = np.flatnonzero(mask.any(axis=0))
+    out = mask.copy()
+    sub = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    out[sub] = ndimage.binary_fill_holes(mask[sub])
+    return out
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _object_shift(prev: np.ndarray, cur: np.ndarray, mask: np.ndarray, max_rms: float = 12.0) -> tuple[int, int] | None:
+    """Integer translation (dx, dy) of the masked object from grey frame `prev` to
+    `cur`: masked SSD template matching within a search radius of half the object's
+    size (8..64 px). None when the object is tiny or no position matches closely."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    if y1 - y0 < 4 or x1 - x0 < 4:
+        return None
+    h, w = prev.shape
+    r = int(np.clip(0.5 * max(y1 - y0, x1 - x0), 8, 64))
+    sy0, sy1, sx0, sx1 = max(0, y0 - r), min(h, y1 + r), max(0, x0 - r), min(w, x1 + r)
+    template = prev[y0:y1, x0:x1]
+    tmask = mask[y0:y1, x0:x1].astype(np.uint8)
+    scores = cv2.matchTemplate(cur[sy0:sy1, sx0:sx1], template, cv2.TM_SQDIFF, mask=tmask)
+    lowest, _, best, _ = cv2.minMaxLoc(scores)
+    # Trust only a close match (RMS grey difference): an object leaving the frame or
+    # changing shape has none, and a wrong guess is worse than the previous flow.
+    if math.sqrt(max(lowest, 0.0) / max(int(tmask.sum()), 1)) > max_rms:
+        return None
+    return sx0 + best[0] - x0, sy0 + best[1] - y0
+
+
 def _run_grabcut(
     image: np.ndarray, init: np.ndarray, iterations: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -343,7 +382,10 @@ class GrabCutSegmenter(Segmenter):
     GrabCut starts from the rectangle (outside = definite background, inside = probable
     foreground: the same start as GC_INIT_WITH_RECT, given as a mask so artist clicks
     can be added): positive clicks are discs of definite foreground, negative clicks
-    discs of definite background.
+    discs of definite background (radius `click_radius` x the box diagonal, >= 3 px). A
+    positive click outside the box grows the probable-foreground rectangle to include it.
+    The cut is cleaned: largest component(s) kept, enclosed holes filled (except holes
+    holding a negative click).
 
     quality = separability x (1 - truncation), in [0, 1]:
     - separability: how unambiguously the final fg/bg colour GMMs explain the cut
@@ -404,21 +446,23 @@ class GrabCutSegmenter(Segmenter):
         if not (x1 > x0 and y1 > y0):
             return full, 0.0
         bw, bh = x1 - x0, y1 - y0
-        m = max(8.0, self.margin * max(bw, bh))
         radius = max(3.0, self.click_radius * math.hypot(bw, bh))
-        cx0, cy0, cx1, cy1 = x0 - m, y0 - m, x1 + m, y1 + m
-        for p in clicks:
-            if p.positive:  # a positive click outside the box still belongs to the object
-                cx0, cy0 = min(cx0, p.x - 2 * radius), min(cy0, p.y - 2 * radius)
-                cx1, cy1 = max(cx1, p.x + 2 * radius), max(cy1, p.y + 2 * radius)
-        cx0, cy0 = max(0, int(math.floor(cx0))), max(0, int(math.floor(cy0)))
-        cx1, cy1 = min(w, int(math.ceil(cx1))), min(h, int(math.ceil(cy1)))
+        # A positive click outside the box says the box was too small: the probable-fg
+        # rectangle grows to take it in (with room around it); GrabCut finds the edge.
+        for click in clicks:
+            if click.positive:
+                x0, y0 = max(0.0, min(x0, click.x - 2 * radius)), max(0.0, min(y0, click.y - 2 * radius))
+                x1, y1 = min(float(w), max(x1, click.x + 2 * radius)), min(float(h), max(y1, click.y + 2 * radius))
+        m = max(8.0, self.margin * max(bw, bh))
+        cx0, cy0 = max(0, int(math.floor(x0 - m))), max(0, int(math.floor(y0 - m)))
+        cx1, cy1 = min(w, int(math.ceil(x1 + m))), min(h, int(math.ceil(y1 + m)))
         crop = frame[cy0:cy1, cx0:cx1]
         ch, cw = crop.shape[:2]
         scale = min(1.0, self.max_crop_side / max(ch, cw))
         work = crop
         if scale < 1.0:
-            work = cv2.resize(crop, (max(1, round(cw * scale)), max(1, round(ch * scale))), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+            work = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
         wh, ww = work.shape[:2]
 
         def to_work(x: float, y: float) -> tuple[float, float]:
@@ -437,11 +481,11 @@ class GrabCutSegmenter(Segmenter):
         pos_seeds = np.zeros((wh, ww), dtype=np.uint8)
         neg_seeds = np.zeros((wh, ww), dtype=np.uint8)
         r_work = max(1, round(radius * scale))
-        for p in clicks:
-            px, py = to_work(p.x, p.y)
-            centre = (int(round(px)), int(round(py)))
-            cv2.circle(init, centre, r_work, cv2.GC_FGD if p.positive else cv2.GC_BGD, thickness=-1)
-            cv2.circle(pos_seeds if p.positive else neg_seeds, centre, r_work, 1, thickness=-1)
+        for click in clicks:  # in the given order: a later click wins where discs overlap
+            kx, ky = to_work(click.x, click.y)
+            centre = (int(round(kx)), int(round(ky)))
+            cv2.circle(init, centre, r_work, cv2.GC_FGD if click.positive else cv2.GC_BGD, thickness=-1)
+            cv2.circle(pos_seeds if click.positive else neg_seeds, centre, r_work, 1, thickness=-1)
 
         result = _run_grabcut(work, init, self.iterations, self.seed)
         if result is None:
@@ -467,7 +511,9 @@ _DIS_PRESETS = {
 }
 
 
-def resegment_mask(frame: np.ndarray, mask: np.ndarray, *, iterations: int = 3, band: float = 0.08, seed: int = 0) -> np.ndarray:
+def resegment_mask(
+    frame: np.ndarray, mask: np.ndarray, *, iterations: int = 3, band: float = 0.08, seed: int = 0
+) -> np.ndarray:
     """Snap a drifted mask back onto the object's edges with GrabCut.
 
     Band half-width r = max(2, band x sqrt(mask area)) px. Init (on a crop around the
@@ -506,10 +552,18 @@ def resegment_mask(frame: np.ndarray, mask: np.ndarray, *, iterations: int = 3, 
 class FlowTracker(Tracker):
     """Masks carried by dense optical flow (OpenCV DIS), re-segmented with GrabCut.
 
-    Preset `medium` by default: unlike `fast`/`ultrafast` it runs the variational
-    refinement and a denser patch grid, so flow is sub-pixel and follows motion
-    boundaries, which is where a warped mask goes wrong; at ~1K plates it costs tens of
-    ms per frame pair on a CPU, small next to GrabCut."""
+    Preset `medium` by default: flow at half resolution with a denser patch grid and
+    more iterations than `fast`/`ultrafast` (which stop at quarter resolution), so mask
+    edges land within a pixel or two and larger motions are still caught; measured ~70
+    ms per frame pair at 1024x576 on 2 CPU cores (`fast` ~15 ms but visibly blurrier
+    edges on small objects). On frames under 1024 px the flow is computed at full
+    resolution instead (see `flow_scale`); `finest_scale=0` forces that everywhere:
+    sharper edges on small objects, ~4x the cost at 1024x576.
+
+    Each step warps masks backward along the flow (see `FlowSession`), rejects pixels
+    the flow does not explain (colour residual > `max_residual`, scaled up on noisy
+    plates), and every `resegment_every` frames since an object's last prompt snaps
+    the mask to the image edges with `resegment_mask`."""
 
     def __init__(
         self,
@@ -518,6 +572,10 @@ class FlowTracker(Tracker):
         resegment_every: int = 5,
         resegment_iterations: int = 3,
         band: float = 0.08,
+        border_band: float = 0.15,
+        max_residual: float = 40.0,
+        finest_scale: int | None = None,
+        guided_flow: bool = True,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -526,7 +584,22 @@ class FlowTracker(Tracker):
         self.resegment_every = resegment_every  # 0 disables re-segmentation
         self.resegment_iterations = resegment_iterations
         self.band = band
+        self.border_band = border_band  # band for per-frame re-segmentation at the frame edge; 0: off
+        self.max_residual = max_residual  # colour check on the warp; 0 disables it
+        self.finest_scale = finest_scale  # DIS pyramid level the flow stops at; None: auto
+        self.guided_flow = guided_flow  # initialise DIS from object motion (see FlowSession._init_flow)
         self.seed = seed
+
+    def flow_scale(self, height: int, width: int) -> int:
+        """DIS finest pyramid level (flow at 1/2**level resolution). Auto: the preset's
+        level, lowered until the flow field is at least 512 px on its long side, since
+        on small frames half-resolution flow is too coarse for object edges (a 160 px
+        test plate tracks at IoU ~0.6 after 5 frames at level 1, ~0.95 at level 0)."""
+        if self.finest_scale is not None:
+            return self.finest_scale
+        preset_level = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset]).getFinestScale()
+        level = int(math.floor(math.log2(max(height, width) / 512.0))) if max(height, width) >= 512 else 0
+        return max(0, min(preset_level, level))
 
     def identity(self) -> dict[str, str]:
         return {
@@ -535,7 +608,10 @@ class FlowTracker(Tracker):
             "tracker": "dis-flow+grabcut",
             "config": (
                 f"preset={self.preset},resegment_every={self.resegment_every},"
-                f"resegment_iterations={self.resegment_iterations},band={self.band},seed={self.seed}"
+                f"resegment_iterations={self.resegment_iterations},band={self.band},border_band={self.border_band},"
+                f"max_residual={self.max_residual},"
+                f"finest_scale={'auto' if self.finest_scale is None else self.finest_scale},"
+                f"guided_flow={self.guided_flow},seed={self.seed}"
             ),
         }
 
@@ -546,10 +622,14 @@ class FlowTracker(Tracker):
 class FlowSession(TrackerSession):
     """Forward-only tracking over one window.
 
-    State: the masks of every known object at the last frame returned by `propagate`
-    (or pending prompts for the next frame). Advancing one frame computes the flow of
-    that frame pair once and warps all objects with it; `flow_pairs_computed` counts
-    the pairs so callers (and tests) can see the flow is shared."""
+    State: the masks of every known object at the last frame returned by `propagate`,
+    plus prompts waiting for the next frame. Prompts are accepted at exactly those two
+    frames: `add_mask(i)` with i == the last returned frame replaces the state the next
+    step starts from; with i == the next frame (i == 0 before any propagate) the prompt
+    is returned verbatim for that frame. Advancing one frame computes that pair's flow
+    once and warps every object with it; `flow_pairs_computed` counts the pairs. An
+    object whose mask empties (left the frame, fully occluded) stays empty until it is
+    prompted again."""
 
     def __init__(self, tracker: FlowTracker, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
@@ -558,6 +638,7 @@ class FlowSession(TrackerSession):
         self._tracker = tracker
         self._frames = frames
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[tracker.preset])
+        self._dis.setFinestScale(tracker.flow_scale(frames.shape[1], frames.shape[2]))
         self._next = 0  # next local frame `propagate` will return
         self._masks: dict[int, np.ndarray] = {}  # object -> mask at frame self._next - 1
         self._since_prompt: dict[int, int] = {}  # object -> frames advanced since its prompt
@@ -566,6 +647,8 @@ class FlowSession(TrackerSession):
         h, w = frames.shape[1:3]
         self._grid_x, self._grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         self.flow_pairs_computed = 0
+        self._last_flow: np.ndarray | None = None  # backward flow of the previous pair
+        self._shifts: dict[int, tuple[int, int] | None] = {}  # object -> translation, this pair
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -586,7 +669,9 @@ class FlowSession(TrackerSession):
 
     def propagate(self, start: int, stop: int) -> dict[int, dict[int, np.ndarray]]:
         if start != self._next:
-            raise BackendError(f"propagate({start}, {stop}): sessions go forward consecutively, next frame is {self._next}")
+            raise BackendError(
+                f"propagate({start}, {stop}): sessions go forward consecutively, next frame is {self._next}"
+            )
         if not start <= stop <= len(self._frames):
             raise BackendError(f"propagate({start}, {stop}) outside the window of {len(self._frames)} frames")
         out: dict[int, dict[int, np.ndarray]] = {}
@@ -608,26 +693,120 @@ class FlowSession(TrackerSession):
         prev = self._grey_prev if self._grey_prev is not None else cv2.cvtColor(self._frames[t - 1], cv2.COLOR_RGB2GRAY)
         # Backward flow (t -> t-1): each pixel of frame t looks up where it was, so the
         # warped mask has no holes and pixels newly covered by an occluder drop out.
-        flow = self._dis.calc(grey, prev, None)
+        back = self._dis.calc(grey, prev, self._init_flow(prev, grey))
         self.flow_pairs_computed += 1
-        map_x = self._grid_x + flow[..., 0]
-        map_y = self._grid_y + flow[..., 1]
+        self._last_flow = back
+        map_x = self._grid_x + back[..., 0]
+        map_y = self._grid_y + back[..., 1]
+        # No pixel can take mask from further away than the largest flow vector, so each
+        # object is warped inside its box grown by that much, not over the whole frame.
+        reach = int(math.ceil(float(np.abs(back).max()))) + 2
+        limit = 0.0
+        if self._tracker.max_residual > 0:
+            # Grain and compression raise the typical warp residual; scale the limit with
+            # it (median over a sparse grid of the frame, shared by all objects).
+            sub = (slice(None, None, 4), slice(None, None, 4))
+            typical = float(np.median(self._residual(t, map_x[sub], map_y[sub], sub)))
+            limit = max(self._tracker.max_residual, 6.0 * typical)
         every = self._tracker.resegment_every
+        h, w = grey.shape
         for obj in sorted(self._masks):
             mask = self._masks[obj]
             self._since_prompt[obj] = self._since_prompt.get(obj, 0) + 1
-            if not mask.any():
+            ys = np.flatnonzero(mask.any(axis=1))
+            if ys.size == 0:
                 continue  # an object that vanished stays empty
-            warped = cv2.remap(
-                mask.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
+            xs = np.flatnonzero(mask.any(axis=0))
+            roi = (
+                slice(max(0, ys[0] - reach), min(h, ys[-1] + 1 + reach)),
+                slice(max(0, xs[0] - reach), min(w, xs[-1] + 1 + reach)),
+            )
+            # Pixels whose flow points outside the frame are entering it; they take the
+            # mask of the border pixel they come through (replicate), so an object
+            # coming into frame grows with it. The colour check below rejects
+            # background entering next to it.
+            warped_roi = cv2.remap(
+                mask.astype(np.float32), map_x[roi], map_y[roi], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             ) > 0.5
-            if every > 0 and self._since_prompt[obj] % every == 0 and warped.any():
+            if limit > 0:
+                # Backward warping alone cannot see disocclusion: background uncovered
+                # behind a moving object (or left behind by one leaving the frame) often
+                # gets ~zero flow and would inherit the mask. The flow does not explain
+                # such pixels (frame t-1 sampled along it has another colour), so a pixel
+                # takes the mask only if the warped colour matches. Flat texture inside
+                # the object can fail the test too: fill those pinholes.
+                warped_roi &= self._residual(t, map_x[roi], map_y[roi], roi) <= limit
+                shift = self._shifts.get(obj)
+                if shift is not None:
+                    # Flow smooths across object edges, so the leading edge lags and the
+                    # mask erodes a little every frame. The object's own translation
+                    # (template match) has no such lag: add the pixels it carries whose
+                    # colour it explains (parts moving differently fail that check).
+                    rigid_x = self._grid_x[roi] - np.float32(shift[0])
+                    rigid_y = self._grid_y[roi] - np.float32(shift[1])
+                    carried = cv2.remap(mask.astype(np.uint8), rigid_x, rigid_y, cv2.INTER_NEAREST,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+                    warped_roi |= carried & (self._residual(t, rigid_x, rigid_y, roi) <= limit)
+                warped_roi = _fill_holes(warped_roi)
+            warped = np.zeros_like(mask)
+            warped[roi] = warped_roi
+            if not warped.any():
+                pass
+            elif self._tracker.border_band > 0 and _touches_border(warped):
+                # Flow cannot carry what is still outside the frame: an object at the
+                # frame edge (entering or leaving) is re-segmented every frame, with a
+                # wider band, so it grows as it comes in.
+                warped = resegment_mask(
+                    self._frames[t], warped, iterations=self._tracker.resegment_iterations,
+                    band=self._tracker.border_band, seed=self._tracker.seed,
+                )
+            elif every > 0 and self._since_prompt[obj] % every == 0:
                 warped = resegment_mask(
                     self._frames[t], warped,
                     iterations=self._tracker.resegment_iterations, band=self._tracker.band, seed=self._tracker.seed,
                 )
             self._masks[obj] = warped
+
+    def _init_flow(self, prev: np.ndarray, grey: np.ndarray) -> np.ndarray | None:
+        """Initial guess for the backward flow of the next pair (DIS refines it).
+
+        DIS's coarse-to-fine search misses fast, small objects, most of all when nearby
+        things move the other way (one coarse patch averages both). So the guess is the
+        previous pair's flow (motion is continuous; zeros for a session's first pair),
+        overwritten on each tracked object's predicted region by that object's own
+        translation, found by masked template matching. On a 160 px plate with 20 px
+        objects at 6 px/frame this lifts IoU after 11 frames from ~0.5 to ~0.95.
+        Always an array, never None: DIS keeps internal state once given an input
+        flow, so every call in a session takes the same path."""
+        self._shifts = {}
+        if not self._tracker.guided_flow:
+            return None
+        h, w = grey.shape
+        init = self._last_flow.copy() if self._last_flow is not None else np.zeros((h, w, 2), np.float32)
+        for obj in sorted(self._masks):
+            mask = self._masks[obj]
+            if not mask.any():
+                continue
+            shift = _object_shift(prev, grey, mask)
+            self._shifts[obj] = shift
+            if shift is None:
+                continue
+            dx, dy = shift
+            ys, xs = np.nonzero(mask)
+            ys, xs = ys + dy, xs + dx
+            inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            region = np.zeros((h, w), np.uint8)
+            region[ys[inside], xs[inside]] = 1
+            region = cv2.dilate(region, _disc(3)).astype(bool)  # cover the edges' spread
+            init[region] = (-dx, -dy)  # backward flow: frame t -> t-1
+        return init
+
+    def _residual(self, t: int, map_x: np.ndarray, map_y: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+        """RGB distance (uint8 units) between frame t over `region` and frame t-1 sampled
+        along the backward flow (`map_x`, `map_y` are that region's lookup positions)."""
+        warped = cv2.remap(self._frames[t - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = warped.astype(np.float32) - self._frames[t][region].astype(np.float32)
+        return np.sqrt((diff * diff).sum(axis=-1))
 
     def close(self) -> None:
         self._masks.clear()

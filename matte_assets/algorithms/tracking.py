@@ -11,7 +11,7 @@ uses it, and as backends may rely on):
   compared with the per-frame masks, prompts are added at p, and tracking continues with
   `propagate(p + 1, ...)`.
 
-Forward pass: windows from `forward_windows`; window k+1's local frame 0 is window k's
+Forward pass: windows from `forward_windows`; window k+1's first frame is window k's
 last frame (already written), seeded with every object whose mask there is non-empty.
 Prompt frames (global % prompt_step == 0, except those seed frames) run the identity
 rule; re-prompted and new objects output the per-frame mask at that frame.
@@ -21,6 +21,10 @@ Backward pass: objects first seen at f > 0 are tracked from f back to 0 over
 re-prompted by the same identity rule (no new objects), writing frames < f only.
 Objects sharing the same first frame share their backward sessions (same frames, one
 feature pass); tracking stops once every object of the group is empty at a window end.
+
+A session is opened only once its window has an object (seeds, or objects started at a
+prompt frame; that frame is then the session's local 0): frames with no object are
+neither loaded nor tracked, and `propagate` never runs on a session without objects.
 
 Memory: one window of frames, plus the current and first-frame mask of each object.
 The sink receives only non-empty masks, each (layer, frame) at most once over both
@@ -161,18 +165,22 @@ class _Driver:
         if self.shape is None:
             self.shape = (int(frames.shape[1]), int(frames.shape[2]))
         elif frames.shape[1:3] != self.shape:
-            raise ValueError(f"load_frames({lo}, {hi}) returned frames of {frames.shape[1:3]}, expected {self.shape}")
+            raise ValueError(
+                f"load_frames({lo}, {hi}) returned frames of {frames.shape[1:3]}, "
+                f"but earlier frames or frame masks were {self.shape}"
+            )
         self.calls["loaded_frames"] += hi - lo
         return frames
 
     def _masks_at(self, frame: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        assert self.shape is not None
         masks, qualities, labels = self.frame_masks.masks_at(frame)
         m = np.asarray(masks, dtype=bool)
         q = np.asarray(qualities, dtype=np.float64).reshape(-1)
         labels = list(labels)
+        if self.shape is None and m.ndim == 3:
+            self.shape = (int(m.shape[1]), int(m.shape[2]))  # no frame loaded yet
         if m.size == 0 and q.size == 0 and not labels:
-            return np.zeros((0, *self.shape), bool), q, labels
+            return np.zeros((0, *(self.shape or (0, 0))), bool), q, labels
         if m.ndim != 3 or m.shape[1:] != self.shape or m.shape[0] != q.shape[0] or len(labels) != q.shape[0]:
             raise ValueError(
                 f"frame masks at frame {frame}: masks {m.shape}, {q.shape[0]} qualities, {len(labels)} labels "
@@ -193,14 +201,10 @@ class _Driver:
     # -- one session ------------------------------------------------------------------
 
     def _prompt(
-        self,
-        session: TrackerSession,
-        phase: str,
-        local: int,
-        frame: int,
-        active: list[TrackedObject],
-        allow_new: bool,
-    ) -> None:
+        self, phase: str, frame: int, active: list[TrackedObject], allow_new: bool
+    ) -> list[tuple[int, np.ndarray]]:
+        """Identity rule at a prompt frame. New objects join `active`; returns the
+        (object id, mask) prompts to add to the session, ids ascending."""
         masks, qualities, labels = self._masks_at(frame)
         self.calls[f"{phase}_prompt_frames"] += 1
         res = match_prompt_masks(
@@ -214,15 +218,16 @@ class _Driver:
             )
             active.append(obj)
         active.sort(key=lambda o: o.object_id)
-        for object_id in sorted(res.prompts):
-            session.add_mask(local, object_id, masks[res.prompts[object_id]])
-            self.calls[f"{phase}_add_mask"] += 1
-            self.layers[object_id].record.prompt_frames.append(frame)
         for d in res.decisions:
             if d.action == NEW:
                 self.calls[f"{phase}_new_objects"] += 1
             elif d.action == REPROMPT:
                 self.calls[f"{phase}_reprompts"] += 1
+        prompts = []
+        for object_id in sorted(res.prompts):
+            self.layers[object_id].record.prompt_frames.append(frame)
+            prompts.append((object_id, masks[res.prompts[object_id]]))
+        return prompts
 
     def _write(self, active: list[TrackedObject], frame: int) -> None:
         for obj in active:
@@ -237,47 +242,77 @@ class _Driver:
         self, phase: str, frames_global: range, seeds: list[TrackedObject], prompt_first: bool
     ) -> list[TrackedObject]:
         """Track over one window (global frames in tracking order); returns the objects of
-        the session with their masks at its last frame."""
+        its session with their masks at the window's last frame.
+
+        The session is opened lazily, at the first window frame that has an object (the
+        seed frame, or a prompt frame where objects start): frames without any object
+        are neither loaded nor tracked, and `propagate` is never called on a session
+        without objects (model trackers refuse that)."""
         g = list(frames_global)
         n = len(g)
-        lo, hi = min(g), max(g) + 1
-        frames = self._frames(lo, hi)
-        if g[0] > g[-1]:  # backward: the session sees the frames in tracking order
-            frames = np.ascontiguousarray(frames[::-1])
         allow_new = phase == FORWARD
         step = self.params.prompt_step
-        session = self.tracker.open_session(frames)
-        self.calls[f"{phase}_sessions"] += 1
+        # Prompt frames of this window (window-local); local 0 is the seed frame, except
+        # on the shot's first frame.
+        prompt_locals = [k for k in range(n) if is_prompt_frame(g[k], step) and (k > 0 or prompt_first)]
         active: list[TrackedObject] = []
+        session: TrackerSession | None = None
+        base = 0  # window-local index of the session's local frame 0
+        pos = 0  # next session-local frame to propagate
+        done = -1 if prompt_first else 0  # last window-local frame already produced
+
+        def open_at(b: int) -> TrackerSession:
+            lo, hi = min(g[b], g[-1]), max(g[b], g[-1]) + 1
+            frames = self._frames(lo, hi)
+            if g[0] > g[-1]:  # backward: the session sees the frames in tracking order
+                frames = np.ascontiguousarray(frames[::-1])
+            self.calls[f"{phase}_sessions"] += 1
+            return self.tracker.open_session(frames)
+
+        def add(prompts: list[tuple[int, np.ndarray]], local: int) -> None:
+            assert session is not None
+            for object_id, mask in prompts:
+                session.add_mask(local, object_id, mask)
+                self.calls[f"{phase}_add_mask"] += 1
+
         try:
-            if prompt_first:
-                # The shot's frame 0: no objects yet, the per-frame masks start them.
-                self._prompt(session, phase, 0, g[0], active, allow_new)
-                self._write(active, g[0])
-                self._report(1)
-            else:
-                for obj in sorted(seeds, key=lambda o: o.object_id):
-                    if obj.mask.any():
-                        session.add_mask(0, obj.object_id, obj.mask)
-                        self.calls[f"{phase}_add_mask"] += 1
-                        active.append(obj)
-            # Advance in segments that end on prompt frames (and on the window's end).
-            stops = sorted({k for k in range(1, n) if is_prompt_frame(g[k], step)} | ({n - 1} if n > 1 else set()))
-            cur = 0
-            for last in stops:
-                out = session.propagate(cur, last + 1)
+            seeded = [o for o in sorted(seeds, key=lambda o: o.object_id) if o.mask.any()]
+            if seeded:
+                session = open_at(0)
+                active.extend(seeded)
+                add([(o.object_id, o.mask) for o in seeded], 0)
+            while done < n - 1:
+                nxt = next((k for k in prompt_locals if k > done), None)
+                if session is None:
+                    # No object yet: skip to the next prompt frame, where objects may start.
+                    if nxt is None:
+                        self._report(n - 1 - done)
+                        break
+                    prompts = self._prompt(phase, g[nxt], active, allow_new)
+                    if prompts:
+                        base, pos = nxt, 0
+                        session = open_at(nxt)
+                        add(prompts, 0)
+                    self._write(active, g[nxt])
+                    self._report(nxt - done)
+                    done = nxt
+                    continue
+                last = n - 1 if nxt is None else nxt
+                out = session.propagate(pos, last + 1 - base)
                 self.calls[f"{phase}_propagate"] += 1
-                self.calls[f"{phase}_propagated_frames"] += last + 1 - cur
-                for k in range(max(cur, 1), last + 1):
+                self.calls[f"{phase}_propagated_frames"] += last + 1 - base - pos
+                pos = last + 1 - base
+                for k in range(done + 1, last + 1):
                     for obj in active:
-                        obj.mask = self._tracked(out, k, obj.object_id)
-                    if k == last and is_prompt_frame(g[k], step):
-                        self._prompt(session, phase, k, g[k], active, allow_new)
+                        obj.mask = self._tracked(out, k - base, obj.object_id)
+                    if k == nxt:
+                        add(self._prompt(phase, g[k], active, allow_new), k - base)
                     self._write(active, g[k])
-                self._report(last + 1 - max(cur, 1))
-                cur = last + 1
+                self._report(last - done)
+                done = last
         finally:
-            session.close()
+            if session is not None:
+                session.close()
         return active
 
     def _report(self, frames_done: int) -> None:
