@@ -47,8 +47,9 @@ def main() -> None:
         print(f"{'stages total':<16} {stage_total:8.2f}")
         print(f"{'full run (wall)':<16} {full:8.2f}   (incl. writing the synthetic plate, Dagster run, scoring)")
         tracked = heads["tracked_layers"]["summary"]
+        w, h = (int(v) for v in heads["plate"]["summary"]["plate_size"].split("x"))
         print(f"masks stored: {tracked.get('stored_bytes_per_layer_frame')} bytes per non-empty layer-frame "
-              f"(raw {args.width * args.height // 4 if args.width > 1024 else args.width * args.height} bool bytes at plate size)")
+              f"(raw: {w * h} bytes as bool, {w * h // 8} bit-packed, at the {w}x{h} plate size)")
 
         path = project.show_path(SHOW)
         data = yaml.safe_load(path.read_text())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -512,15 +513,22 @@ _DIS_PRESETS = {
 
 
 def resegment_mask(
-    frame: np.ndarray, mask: np.ndarray, *, iterations: int = 3, band: float = 0.08, seed: int = 0
+    frame: np.ndarray,
+    mask: np.ndarray,
+    *,
+    iterations: int = 3,
+    band: float = 0.08,
+    grow: bool = True,
+    seed: int = 0,
 ) -> np.ndarray:
     """Snap a drifted mask back onto the object's edges with GrabCut.
 
     Band half-width r = max(2, band x sqrt(mask area)) px. Init (on a crop around the
     mask): core = mask eroded by r -> definite fg; mask minus core -> probable fg; the
-    ring dilated by r outside the mask -> probable bg; beyond -> definite bg. GrabCut
-    can only move the edge within the band, so a failure cannot run away. Masks too
-    thin to keep a core are returned unchanged."""
+    ring dilated by r outside the mask -> probable bg (definite bg with `grow=False`:
+    the mask can then only lose pixels); beyond -> definite bg. GrabCut can only move
+    the edge within the band, so a failure cannot run away. Masks too thin to keep a
+    core are returned unchanged."""
     area = int(mask.sum())
     if area == 0:
         return mask
@@ -537,7 +545,8 @@ def resegment_mask(
     if not core.any():
         return mask
     init = np.full(sub.shape, cv2.GC_BGD, dtype=np.uint8)
-    init[outer] = cv2.GC_PR_BGD
+    if grow:
+        init[outer] = cv2.GC_PR_BGD
     init[sub.astype(bool)] = cv2.GC_PR_FGD
     init[core] = cv2.GC_FGD
     result = _run_grabcut(np.ascontiguousarray(frame[y0:y1, x0:x1]), init, iterations, seed)
@@ -547,6 +556,37 @@ def resegment_mask(
     out = mask.copy()
     out[y0:y1, x0:x1] = fg
     return out
+
+
+@dataclass
+class _Memory:
+    """An object's last prompt: its mask and pixels (cropped to the mask's box) and the
+    integer offset that carries them to the current frame."""
+
+    y0: int
+    x0: int
+    mask: np.ndarray  # bool (h, w)
+    rgb: np.ndarray  # float32 (h, w, 3)
+    offset: tuple[int, int] = (0, 0)  # (dx, dy) from the prompt frame to now
+
+    @classmethod
+    def of(cls, frame: np.ndarray, mask: np.ndarray) -> _Memory | None:
+        ys = np.flatnonzero(mask.any(axis=1))
+        if ys.size == 0:
+            return None
+        xs = np.flatnonzero(mask.any(axis=0))
+        sub = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+        return cls(int(ys[0]), int(xs[0]), mask[sub].copy(), frame[sub].astype(np.float32))
+
+    def placed(self, shape: tuple[int, int], offset: tuple[int, int]) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+        """(frame slices, crop slices) of the crop moved by `offset`, clipped to the frame."""
+        h, w = self.mask.shape
+        fy0, fx0 = self.y0 + offset[1], self.x0 + offset[0]
+        cy0, cx0 = max(0, -fy0), max(0, -fx0)
+        cy1, cx1 = min(h, shape[0] - fy0), min(w, shape[1] - fx0)
+        if cy0 >= cy1 or cx0 >= cx1:
+            return None
+        return (slice(fy0 + cy0, fy0 + cy1), slice(fx0 + cx0, fx0 + cx1)), (slice(cy0, cy1), slice(cx0, cx1))
 
 
 class FlowTracker(Tracker):
@@ -576,6 +616,8 @@ class FlowTracker(Tracker):
         max_residual: float = 40.0,
         finest_scale: int | None = None,
         guided_flow: bool = True,
+        regrow: bool = True,
+        trim: bool = True,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -588,6 +630,8 @@ class FlowTracker(Tracker):
         self.max_residual = max_residual  # colour check on the warp; 0 disables it
         self.finest_scale = finest_scale  # DIS pyramid level the flow stops at; None: auto
         self.guided_flow = guided_flow  # initialise DIS from object motion (see FlowSession._init_flow)
+        self.regrow = regrow  # restore occluded parts from the last prompt (see FlowSession._regrow)
+        self.trim = trim  # shrink-only re-segmentation on the other frames
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -611,7 +655,7 @@ class FlowTracker(Tracker):
                 f"resegment_iterations={self.resegment_iterations},band={self.band},border_band={self.border_band},"
                 f"max_residual={self.max_residual},"
                 f"finest_scale={'auto' if self.finest_scale is None else self.finest_scale},"
-                f"guided_flow={self.guided_flow},seed={self.seed}"
+                f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed}"
             ),
         }
 
@@ -649,6 +693,7 @@ class FlowSession(TrackerSession):
         self.flow_pairs_computed = 0
         self._last_flow: np.ndarray | None = None  # backward flow of the previous pair
         self._shifts: dict[int, tuple[int, int] | None] = {}  # object -> translation, this pair
+        self._memory: dict[int, _Memory | None] = {}  # object -> its last prompt
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -658,6 +703,7 @@ class FlowSession(TrackerSession):
             # The frame already returned: the prompt replaces the state we advance from.
             self._masks[object_id] = mask.copy()
             self._since_prompt[object_id] = 0
+            self._memory[object_id] = _Memory.of(self._frames[frame_index], mask)
         elif frame_index == self._next and frame_index < len(self._frames):
             # The next frame: returned verbatim for this object when propagate reaches it.
             self._pending[object_id] = mask.copy()
@@ -682,6 +728,7 @@ class FlowSession(TrackerSession):
             for obj, mask in self._pending.items():
                 self._masks[obj] = mask
                 self._since_prompt[obj] = 0
+                self._memory[obj] = _Memory.of(self._frames[t], mask)
             self._pending = {}
             out[t] = {obj: mask.copy() for obj, mask in self._masks.items()}
             self._grey_prev = grey
@@ -735,21 +782,11 @@ class FlowSession(TrackerSession):
                 # such pixels (frame t-1 sampled along it has another colour), so a pixel
                 # takes the mask only if the warped colour matches. Flat texture inside
                 # the object can fail the test too: fill those pinholes.
-                warped_roi &= self._residual(t, map_x[roi], map_y[roi], roi) <= limit
-                shift = self._shifts.get(obj)
-                if shift is not None:
-                    # Flow smooths across object edges, so the leading edge lags and the
-                    # mask erodes a little every frame. The object's own translation
-                    # (template match) has no such lag: add the pixels it carries whose
-                    # colour it explains (parts moving differently fail that check).
-                    rigid_x = self._grid_x[roi] - np.float32(shift[0])
-                    rigid_y = self._grid_y[roi] - np.float32(shift[1])
-                    carried = cv2.remap(mask.astype(np.uint8), rigid_x, rigid_y, cv2.INTER_NEAREST,
-                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
-                    warped_roi |= carried & (self._residual(t, rigid_x, rigid_y, roi) <= limit)
-                warped_roi = _fill_holes(warped_roi)
+                warped_roi = _fill_holes(warped_roi & (self._residual(t, map_x[roi], map_y[roi], roi) <= limit))
             warped = np.zeros_like(mask)
             warped[roi] = warped_roi
+            if limit > 0 and self._tracker.regrow:
+                warped = self._regrow(obj, t, warped, back, limit)
             if not warped.any():
                 pass
             elif self._tracker.border_band > 0 and _touches_border(warped):
@@ -765,7 +802,87 @@ class FlowSession(TrackerSession):
                     self._frames[t], warped,
                     iterations=self._tracker.resegment_iterations, band=self._tracker.band, seed=self._tracker.seed,
                 )
+            elif self._tracker.trim:
+                warped = self._trim(t, warped, back)
             self._masks[obj] = warped
+
+    def _trim(self, t: int, mask: np.ndarray, back: np.ndarray) -> np.ndarray:
+        """Cut the trail a moving object leaves on static background. Flow smooths across
+        the object's trailing edge, so each frame a sliver of uncovered background (a
+        colour blend close enough to pass the colour check) keeps the mask; once left
+        behind it has zero flow and stays. Pixels of a moving object's mask that do not
+        move with it are candidates, and GrabCut decides which of them are background
+        (all other mask pixels are fixed as foreground, so the mask can only shrink,
+        and only there). A planted foot of a walking person is a candidate too, and is
+        kept if its colour belongs to the object."""
+        if not mask.any():
+            return mask
+        flow = back[mask]
+        motion = float(np.hypot(*np.median(flow, axis=0)))
+        if motion < 1.0:
+            return mask  # the object itself is (nearly) still: nothing to tell apart
+        still = mask & (np.hypot(back[..., 0], back[..., 1]) < 0.5 * motion)
+        if not still.any():
+            return mask
+        ys = np.flatnonzero(mask.any(axis=1))
+        xs = np.flatnonzero(mask.any(axis=0))
+        h, w = mask.shape
+        pad = 8
+        sub = (slice(max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)), slice(max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)))
+        init = np.full(mask[sub].shape, cv2.GC_BGD, dtype=np.uint8)
+        init[mask[sub]] = cv2.GC_FGD
+        init[still[sub]] = cv2.GC_PR_FGD
+        result = _run_grabcut(np.ascontiguousarray(self._frames[t][sub]), init, self._tracker.resegment_iterations, self._tracker.seed)
+        if result is None:
+            return mask
+        out = mask.copy()
+        out[sub] = result[0] & mask[sub]
+        return out
+
+    def _regrow(self, obj: int, t: int, warped: np.ndarray, back: np.ndarray, limit: float) -> np.ndarray:
+        """Give back what occlusion took. Frame-to-frame warping only loses pixels it
+        cannot trace (covered by an occluder, or eroded at edges), so after an occluder
+        passes the mask stays cut. The object's last prompt is carried along with the
+        object's motion (integer offset: per-frame translations, or the median flow
+        when there is none), aligned within +-2 px on the pixels visible now, and its
+        pixels whose colour still matches are added. Parts that moved differently
+        (limbs, a turned head) or are still covered fail the colour check."""
+        memory = self._memory.get(obj)
+        if memory is None:
+            return warped
+        shift = self._shifts.get(obj)
+        if shift is None:
+            if not warped.any():
+                return warped
+            moved = -np.median(back[warped], axis=0)  # backward flow: t -> t-1
+            shift = (int(round(float(moved[0]))), int(round(float(moved[1]))))
+        guess = (memory.offset[0] + shift[0], memory.offset[1] + shift[1])
+        frame = self._frames[t]
+        best: tuple[float, tuple[int, int]] | None = None
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                offset = (guess[0] + dx, guess[1] + dy)
+                placed = memory.placed(warped.shape, offset)
+                if placed is None:
+                    continue
+                fsub, csub = placed
+                both = memory.mask[csub] & warped[fsub]
+                if both.sum() < 0.1 * memory.mask.sum():
+                    continue  # too little of it visible now to align on
+                diff = frame[fsub][both].astype(np.float32) - memory.rgb[csub][both]
+                rms = float(np.sqrt((diff * diff).sum(axis=-1).mean()))
+                if best is None or rms < best[0]:
+                    best = (rms, offset)
+        if best is None or best[0] > 0.5 * limit:
+            memory.offset = guess  # keep following the object; no confident alignment now
+            return warped
+        memory.offset = best[1]
+        fsub, csub = memory.placed(warped.shape, best[1])  # type: ignore[misc]
+        diff = frame[fsub].astype(np.float32) - memory.rgb[csub]
+        matches = memory.mask[csub] & (np.sqrt((diff * diff).sum(axis=-1)) <= limit)
+        out = warped.copy()
+        out[fsub] |= matches
+        return _fill_holes(out)
 
     def _init_flow(self, prev: np.ndarray, grey: np.ndarray) -> np.ndarray | None:
         """Initial guess for the backward flow of the next pair (DIS refines it).

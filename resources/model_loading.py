@@ -37,8 +37,7 @@ MODEL_NAMES = {
     "edgetam": "EdgeTAM",
 }
 
-# Files that make up a model folder's identity (weights, configs, tokenizer vocabularies).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# Single-file checkpoints (SAM2 only); files left out of a folder's identity hash.
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 _IDENTITY_SKIP_SUFFIXES = (".md", ".lock", ".gitattributes")
 

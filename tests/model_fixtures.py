@@ -334,14 +334,21 @@ def hf_to_original_sam2(state_dict: dict) -> dict:
 
 def write_tiny_original_checkpoint(path: Path, seed: int = SEED, sidecar: bool = True):
     """A tiny random SAM2 video model saved as Meta saves checkpoints ({"model": state_dict}
-    in the original layout), with its architecture in `<name>.config.json`. Returns the
-    transformers model it was made from (the reference for the round trip)."""
+    in the original layout; a bare state dict for `.safetensors`), with its architecture in
+    `<name>.config.json`. Returns the transformers model it was made from (the reference
+    for the round trip)."""
     import torch
 
     model = tiny_sam2_video_model(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": hf_to_original_sam2(model.state_dict())}, str(path))
+    original = hf_to_original_sam2(model.state_dict())
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(original, str(path))
+    else:
+        torch.save({"model": original}, str(path))
     if sidecar:
         (path.parent / (path.name + ".config.json")).write_text(model.config.to_json_string())
     return model

@@ -372,15 +372,16 @@ def test_sam2_identity(models):
 # Meta's original SAM2 checkpoints
 
 
-def test_original_checkpoint_converts_to_identical_weights(tmp_path, models, frames):
-    ckpt = tmp_path / "tiny_sam2.pt"
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_original_checkpoint_converts_to_identical_weights(tmp_path, models, frames, suffix):
+    ckpt = tmp_path / f"tiny_sam2{suffix}"
     reference = write_tiny_original_checkpoint(ckpt)
     tracker = load_sam2_tracker(str(ckpt), "cpu")
     expected, loaded = reference.state_dict(), tracker.model.state_dict()
     assert expected.keys() == loaded.keys()
     assert all(torch.equal(expected[k], loaded[k]) for k in expected)
     assert tracker.identity()["weights"] == "sha256:" + model_loading.file_sha256(ckpt)
-    assert tracker.identity()["weights_format"] == "original-pt"
+    assert tracker.identity()["weights_format"] == ("original-pt" if suffix == ".pt" else "safetensors")
     # The segmenter takes its half of the same file, and matches the HF folder's results
     # (the folder holds the same seed's weights).
     seg_pt = load_sam2_segmenter(str(ckpt), "cpu")

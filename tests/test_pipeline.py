@@ -128,8 +128,8 @@ def test_identical_content_reuses_the_delivered_version(project_copy) -> None:
 def test_changed_content_makes_a_new_version_and_keeps_the_old(project_copy) -> None:
     v1 = project_copy.deliveries / SHOW / SHOT / "v001"
     before = file_hashes(v1)
-    # Everything merged into one layer changes the channels: a new version.
-    edit_show(project_copy, lambda d: d.setdefault("filter", {}).update(sim_false_positive=1.0, duplicate_iou=0.0001))
+    # A smaller working plate changes every mask edge, so the delivered pixels change.
+    edit_show(project_copy, lambda d: d.setdefault("plate", {}).update(max_side=128))
     run_shot(project_copy, SHOW, SHOT, echo=quiet)
     manifest = open_stage(ZarrStore(project_copy.store_url), KEY, "mattes")
     assert manifest["version"] == 2 and not manifest["reused_existing_version"]
