@@ -119,14 +119,20 @@ def _downstream(stage: str) -> list[str]:
 
 
 def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
+    """The failing step's root cause as one line: our own errors verbatim, anything
+    else as 'stage X failed: Type: message'."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.user_failure_data is None:
-            error = event.step_failure_data.error
-            while error is not None:
-                if error.cls_name in _MATTE_ERRORS:
-                    return MatteError(error.message.split(": ", 1)[-1].strip())
-                error = error.cause
-            return MatteError(f"stage {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+        if not (event.is_step_failure and event.step_failure_data):
+            continue
+        error = event.step_failure_data.error
+        root = error
+        while error is not None:
+            if error.cls_name in _MATTE_ERRORS:
+                return MatteError(error.message.split(": ", 1)[-1].strip())
+            root = error
+            error = error.cause
+        message = root.message.strip().splitlines()[0] if root and root.message else "unknown error"
+        return MatteError(f"stage {event.step_key} failed: {message}")
     return None
 
 
@@ -165,7 +171,8 @@ def run_shot(
             instance=instance,
             asset_selection=selection,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # Failures are reported by us as one line; Dagster's own log keeps the detail.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             tags={"matte/shot": key},
         )
         if not result.success:

@@ -184,7 +184,9 @@ def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
-def _object_shift(prev: np.ndarray, cur: np.ndarray, mask: np.ndarray, max_rms: float = 12.0) -> tuple[int, int] | None:
+def _object_shift(
+    prev: np.ndarray, cur: np.ndarray, mask: np.ndarray, max_rms: float = 12.0
+) -> tuple[int, int] | None:
     """Integer translation (dx, dy) of the masked object from grey frame `prev` to
     `cur`: masked SSD template matching within a search radius of half the object's
     size (8..64 px). None when the object is tiny or no position matches closely."""
@@ -578,7 +580,9 @@ class _Memory:
         sub = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
         return cls(int(ys[0]), int(xs[0]), mask[sub].copy(), frame[sub].astype(np.float32))
 
-    def placed(self, shape: tuple[int, int], offset: tuple[int, int]) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    def placed(
+        self, shape: tuple[int, int], offset: tuple[int, int]
+    ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
         """(frame slices, crop slices) of the crop moved by `offset`, clipped to the frame."""
         h, w = self.mask.shape
         fy0, fx0 = self.y0 + offset[1], self.x0 + offset[0]
@@ -590,20 +594,29 @@ class _Memory:
 
 
 class FlowTracker(Tracker):
-    """Masks carried by dense optical flow (OpenCV DIS), re-segmented with GrabCut.
+    """Masks carried by dense optical flow (OpenCV DIS), kept on the object by GrabCut.
 
-    Preset `medium` by default: flow at half resolution with a denser patch grid and
-    more iterations than `fast`/`ultrafast` (which stop at quarter resolution), so mask
-    edges land within a pixel or two and larger motions are still caught; measured ~70
-    ms per frame pair at 1024x576 on 2 CPU cores (`fast` ~15 ms but visibly blurrier
-    edges on small objects). On frames under 1024 px the flow is computed at full
-    resolution instead (see `flow_scale`); `finest_scale=0` forces that everywhere:
-    sharper edges on small objects, ~4x the cost at 1024x576.
+    One step t-1 -> t, for all objects at once (see `FlowSession`):
+    1. flow: DIS backward flow t -> t-1, computed once per frame pair, started from the
+       previous pair's flow and each object's own translation (`guided_flow`);
+    2. warp: each mask is warped backward along it (bilinear, > 0.5); pixels whose
+       colour the flow does not explain (RGB residual > `max_residual`, raised on noisy
+       plates) are dropped, which removes uncovered background; pinholes are filled;
+    3. regrow: pixels of the object's last prompt, carried with the object, are added
+       where their colour still matches (parts uncovered after an occlusion) (`regrow`);
+    4. re-segment with GrabCut on a crop: objects touching the frame edge every frame
+       with a wider band (`border_band`, flow cannot bring in what is outside the
+       frame); otherwise every `resegment_every` frames since the object's last prompt
+       (`band`), and on the frames between only a shrink-only pass over the mask's
+       pixels that do not move with the object (`trim`: the trail a moving object
+       leaves on static background).
+    Objects whose mask empties stay empty.
 
-    Each step warps masks backward along the flow (see `FlowSession`), rejects pixels
-    the flow does not explain (colour residual > `max_residual`, scaled up on noisy
-    plates), and every `resegment_every` frames since an object's last prompt snaps
-    the mask to the image edges with `resegment_mask`."""
+    DIS preset `medium` by default: flow at half resolution with a denser patch grid
+    and more iterations than `fast`/`ultrafast` (which stop at quarter resolution), so
+    mask edges land within a pixel or two and larger motions are still caught; ~60-70
+    ms per frame pair at 1024x576 on 2 CPU cores (`fast` ~15 ms, blurrier edges on
+    small objects). Frames under 1024 px get full-resolution flow (`flow_scale`)."""
 
     def __init__(
         self,
@@ -631,7 +644,7 @@ class FlowTracker(Tracker):
         self.finest_scale = finest_scale  # DIS pyramid level the flow stops at; None: auto
         self.guided_flow = guided_flow  # initialise DIS from object motion (see FlowSession._init_flow)
         self.regrow = regrow  # restore occluded parts from the last prompt (see FlowSession._regrow)
-        self.trim = trim  # shrink-only re-segmentation on the other frames
+        self.trim = trim  # shrink-only pass over still pixels between re-segmentations
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -694,6 +707,7 @@ class FlowSession(TrackerSession):
         self._last_flow: np.ndarray | None = None  # backward flow of the previous pair
         self._shifts: dict[int, tuple[int, int] | None] = {}  # object -> translation, this pair
         self._memory: dict[int, _Memory | None] = {}  # object -> its last prompt
+        self._velocity: dict[int, tuple[int, int]] = {}  # object -> last measured translation
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -736,8 +750,10 @@ class FlowSession(TrackerSession):
         return out
 
     def _advance(self, t: int, grey: np.ndarray) -> None:
-        """Warp every object from frame t-1 to t with one shared flow field."""
-        prev = self._grey_prev if self._grey_prev is not None else cv2.cvtColor(self._frames[t - 1], cv2.COLOR_RGB2GRAY)
+        """One tracking step t-1 -> t for every object (see `FlowTracker`)."""
+        prev = self._grey_prev
+        if prev is None:  # not reached (propagate starts at 0), kept for safety
+            prev = cv2.cvtColor(self._frames[t - 1], cv2.COLOR_RGB2GRAY)
         # Backward flow (t -> t-1): each pixel of frame t looks up where it was, so the
         # warped mask has no holes and pixels newly covered by an occluder drop out.
         back = self._dis.calc(grey, prev, self._init_flow(prev, grey))
@@ -788,7 +804,7 @@ class FlowSession(TrackerSession):
             if limit > 0 and self._tracker.regrow:
                 warped = self._regrow(obj, t, warped, back, limit)
             if not warped.any():
-                pass
+                pass  # vanished: stays empty
             elif self._tracker.border_band > 0 and _touches_border(warped):
                 # Flow cannot carry what is still outside the frame: an object at the
                 # frame edge (entering or leaving) is re-segmented every frame, with a
@@ -804,6 +820,7 @@ class FlowSession(TrackerSession):
                 )
             elif self._tracker.trim:
                 warped = self._trim(t, warped, back)
+            # else: between re-segmentations the warped mask stands as it is
             self._masks[obj] = warped
 
     def _trim(self, t: int, mask: np.ndarray, back: np.ndarray) -> np.ndarray:
@@ -828,11 +845,15 @@ class FlowSession(TrackerSession):
         xs = np.flatnonzero(mask.any(axis=0))
         h, w = mask.shape
         pad = 8
-        sub = (slice(max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)), slice(max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)))
+        sub = (
+            slice(max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)),
+            slice(max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)),
+        )
         init = np.full(mask[sub].shape, cv2.GC_BGD, dtype=np.uint8)
         init[mask[sub]] = cv2.GC_FGD
         init[still[sub]] = cv2.GC_PR_FGD
-        result = _run_grabcut(np.ascontiguousarray(self._frames[t][sub]), init, self._tracker.resegment_iterations, self._tracker.seed)
+        crop = np.ascontiguousarray(self._frames[t][sub])
+        result = _run_grabcut(crop, init, self._tracker.resegment_iterations, self._tracker.seed)
         if result is None:
             return mask
         out = mask.copy()
@@ -841,45 +862,41 @@ class FlowSession(TrackerSession):
 
     def _regrow(self, obj: int, t: int, warped: np.ndarray, back: np.ndarray, limit: float) -> np.ndarray:
         """Give back what occlusion took. Frame-to-frame warping only loses pixels it
-        cannot trace (covered by an occluder, or eroded at edges), so after an occluder
-        passes the mask stays cut. The object's last prompt is carried along with the
-        object's motion (integer offset: per-frame translations, or the median flow
-        when there is none), aligned within +-2 px on the pixels visible now, and its
-        pixels whose colour still matches are added. Parts that moved differently
-        (limbs, a turned head) or are still covered fail the colour check."""
+        cannot trace (covered by an occluder, thin slivers, eroded edges), so after an
+        occluder passes the mask would stay cut. The object's last prompt is carried
+        along with the object (integer offset advanced by its measured translation, else
+        its last known one, else the median flow of its mask), aligned within +-2 px to
+        the offset where most prompt pixels match the frame's colour, and those matching
+        pixels are added. Parts that moved differently (limbs, a turned head) or are
+        still covered fail the colour check."""
         memory = self._memory.get(obj)
         if memory is None:
             return warped
-        shift = self._shifts.get(obj)
-        if shift is None:
-            if not warped.any():
-                return warped
-            moved = -np.median(back[warped], axis=0)  # backward flow: t -> t-1
-            shift = (int(round(float(moved[0]))), int(round(float(moved[1]))))
-        guess = (memory.offset[0] + shift[0], memory.offset[1] + shift[1])
+        step = self._shifts.get(obj) or self._velocity.get(obj)
+        if step is None:
+            moved = -np.median(back[warped], axis=0) if warped.any() else np.zeros(2)  # back: t -> t-1
+            step = (int(round(float(moved[0]))), int(round(float(moved[1]))))
+        guess = (memory.offset[0] + step[0], memory.offset[1] + step[1])
+        memory.offset = guess
         frame = self._frames[t]
-        best: tuple[float, tuple[int, int]] | None = None
-        for dy in range(-2, 3):
-            for dx in range(-2, 3):
+        best: tuple[int, tuple[int, int], np.ndarray] | None = None
+        for dy in (0, -1, 1, -2, 2):  # nearest offsets first: they win ties
+            for dx in (0, -1, 1, -2, 2):
                 offset = (guess[0] + dx, guess[1] + dy)
                 placed = memory.placed(warped.shape, offset)
                 if placed is None:
                     continue
                 fsub, csub = placed
-                both = memory.mask[csub] & warped[fsub]
-                if both.sum() < 0.1 * memory.mask.sum():
-                    continue  # too little of it visible now to align on
-                diff = frame[fsub][both].astype(np.float32) - memory.rgb[csub][both]
-                rms = float(np.sqrt((diff * diff).sum(axis=-1).mean()))
-                if best is None or rms < best[0]:
-                    best = (rms, offset)
-        if best is None or best[0] > 0.5 * limit:
-            memory.offset = guess  # keep following the object; no confident alignment now
-            return warped
-        memory.offset = best[1]
-        fsub, csub = memory.placed(warped.shape, best[1])  # type: ignore[misc]
-        diff = frame[fsub].astype(np.float32) - memory.rgb[csub]
-        matches = memory.mask[csub] & (np.sqrt((diff * diff).sum(axis=-1)) <= limit)
+                diff = frame[fsub].astype(np.float32) - memory.rgb[csub]
+                matches = memory.mask[csub] & (np.sqrt((diff * diff).sum(axis=-1)) <= limit)
+                count = int(matches.sum())
+                if best is None or count > best[0]:
+                    best = (count, offset, matches)
+        if best is None or best[0] < max(16, 0.05 * memory.mask.sum()):
+            return warped  # too little of it in view to place it
+        count, offset, matches = best
+        memory.offset = offset
+        fsub, _ = memory.placed(warped.shape, offset)  # type: ignore[misc]
         out = warped.copy()
         out[fsub] |= matches
         return _fill_holes(out)
@@ -908,6 +925,7 @@ class FlowSession(TrackerSession):
             self._shifts[obj] = shift
             if shift is None:
                 continue
+            self._velocity[obj] = shift
             dx, dy = shift
             ys, xs = np.nonzero(mask)
             ys, xs = ys + dy, xs + dx

@@ -24,12 +24,30 @@ def project(tmp_path: Path) -> Project:
 def test_defaults_are_the_papers(project: Project, tmp_path: Path) -> None:
     write(tmp_path / "shows" / "show1.yaml", {"shots": {"sh010": {"plate": "/p/sh010.####.exr"}}})
     s = project.shot("show1", "sh010")
-    assert (s.track.window, s.track.prompt_step, s.track.identity_iou, s.track.epsilon) == (20, 5, 0.9, 0.1)
+    assert (s.track.window, s.track.prompt_step, s.track.epsilon) == (20, 5, 0.1)
+    assert s.track.identity_iou == 0.8  # the flow tracker's default (see IDENTITY_IOU_DEFAULTS)
     assert (s.filter.sim_false_positive, s.filter.sim_false_positive_count, s.filter.sim_merge, s.filter.duplicate_iou) == (
         0.1, 2, 0.6, 0.9,
     )
     assert s.plate.max_side == 1024 and s.deliver.compression == "zip"
     assert (s.backends.detector, s.backends.segmenter, s.backends.tracker) == ("opencv", "grabcut", "flow")
+
+
+def test_identity_iou_default_follows_the_tracker(project: Project, tmp_path: Path) -> None:
+    write(
+        tmp_path / "shows" / "s.yaml",
+        {
+            "backends": {"tracker": "sam2"},
+            "shots": {
+                "a": {"plate": "/a.####.exr"},
+                "b": {"plate": "/b.####.exr", "backends": {"tracker": "flow"}},
+                "c": {"plate": "/c.####.exr", "track": {"identity_iou": 0.95}},
+            },
+        },
+    )
+    assert project.shot("s", "a").track.identity_iou == 0.9  # the paper's value, for SAM2
+    assert project.shot("s", "b").track.identity_iou == 0.8
+    assert project.shot("s", "c").track.identity_iou == 0.95  # an explicit value always wins
 
 
 def test_shot_overrides_merge_deeply(project: Project, tmp_path: Path) -> None:

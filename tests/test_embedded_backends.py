@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -335,3 +336,77 @@ def test_tracker_keeps_small_fast_objects(small: Rendered) -> None:
     out = session.propagate(0, len(frames))
     for i in range(len(frames)):
         assert _iou(out[i][1], truth[i]["disc"]) > 0.8 and _iou(out[i][2], truth[i]["slab"]) > 0.8, i
+
+
+def _two_object_shot(front_keys: tuple, back_keys: tuple, n_frames: int) -> SyntheticShot:
+    back = SyntheticObject(
+        name="back", shape="ellipse", half_size=(18, 22), colour=(0.2, 0.75, 0.25),
+        keyframes=back_keys, z=0, texture_scale=4.0, seed=1,
+    )
+    front = SyntheticObject(
+        name="front", shape="blob", half_size=(24, 24), colour=(0.15, 0.3, 0.9),
+        keyframes=front_keys, z=1, texture_scale=4.0, seed=2,
+    )
+    return SyntheticShot(width=256, height=160, n_frames=n_frames, objects=(back, front), seed=5, background_scale=10.0)
+
+
+def test_object_regains_its_mask_after_an_occluder_passes() -> None:
+    n = 20
+    shot = _two_object_shot(((0, 230.0, 84.0), (n - 1, 230.0 - 8 * (n - 1), 76.0)), ((0, 100.0, 80.0), (n - 1, 138.0, 80.0)), n)
+    frames, truth = _render(shot)
+    hidden = [i for i in range(n) if truth[i]["back"].sum() < 0.6 * truth[0]["back"].sum()]
+    assert hidden and hidden[-1] < n - 3  # really occluded, and uncovered again before the end
+    session = FlowTracker().open_session(frames)
+    session.add_mask(0, 1, truth[0]["back"])
+    out = session.propagate(0, n)
+    for i in range(n):
+        assert not (out[i][1] & truth[i]["front"]).sum() > 0.1 * truth[i]["back"].sum() + 5, i  # not on the occluder
+    assert _iou(out[n - 1][1], truth[n - 1]["back"]) > 0.85
+
+
+def test_entering_object_grows_with_its_visible_part() -> None:
+    n = 10
+    shot = _two_object_shot(((0, 290.0, 80.0), (n - 1, 290.0 - 7 * (n - 1), 80.0)), ((0, 60.0, 80.0), (n - 1, 60.0, 80.0)), n)
+    frames, truth = _render(shot)
+    first = next(i for i in range(n) if truth[i]["front"].sum() > 50)
+    session = FlowTracker().open_session(frames[first:])
+    session.add_mask(0, 1, truth[first]["front"])  # a sliver at the right edge
+    out = session.propagate(0, n - first)
+    assert truth[n - 1]["front"].sum() > 2 * truth[first]["front"].sum()
+    assert _iou(out[n - 1 - first][1], truth[n - 1]["front"]) > 0.85
+
+
+def test_tracker_follows_a_rotating_growing_object() -> None:
+    # Not a rigid translation: the per-object translation guides flow but cannot
+    # carry the mask; warping and re-segmentation must.
+    rng = np.random.default_rng(0)
+    h, w = 144, 256
+    background = cv2.resize(rng.integers(60, 140, (h // 8, w // 8, 3)).astype(np.uint8), (w, h),
+                            interpolation=cv2.INTER_CUBIC)
+    texture = cv2.resize(rng.integers(0, 255, (20, 20, 3)).astype(np.uint8), (80, 80), interpolation=cv2.INTER_CUBIC)
+    texture = (texture * 0.4 + np.array([200, 60, 40]) * 0.6).astype(np.uint8)
+    yy, xx = np.mgrid[0:80, 0:80]
+    shape = (((xx - 40) / 35.0) ** 2 + ((yy - 40) / 22.0) ** 2 < 1).astype(np.uint8)
+    frames, masks = [], []
+    for t in range(12):
+        m = cv2.getRotationMatrix2D((40, 40), 5.0 * t, 1.0 + 0.03 * t)
+        m[:, 2] += (100 + 3 * t - 40, 70 + t - 40)
+        obj = cv2.warpAffine(texture, m, (w, h), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(shape, m, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
+        frame = background.copy()
+        frame[mask] = obj[mask]
+        frames.append(frame)
+        masks.append(mask)
+    session = FlowTracker().open_session(np.stack(frames))
+    session.add_mask(0, 1, masks[0])
+    out = session.propagate(0, 12)
+    assert min(_iou(out[i][1], masks[i]) for i in range(12)) > 0.85
+
+
+def test_no_trail_on_static_background_over_a_long_track() -> None:
+    shot = _translating_shot(n_frames=24, step=4.0, x0=30.0)
+    frames, truth = _render(shot)
+    session = FlowTracker().open_session(frames)
+    session.add_mask(0, 1, truth[0]["a"])
+    out = session.propagate(0, 24)
+    assert min(_iou(out[i][1], truth[i]["a"]) for i in range(24)) > 0.85
