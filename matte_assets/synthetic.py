@@ -58,6 +58,9 @@ class SyntheticObject:
 
 @dataclass(frozen=True)
 class SyntheticShot:
+    """A locked-off shot: size, length, frame numbering, objects and background. Frozen
+    (hashable): the per-shot textures are cached on it, so edit with `dataclasses.replace`."""
+
     width: int
     height: int
     n_frames: int
@@ -230,6 +233,8 @@ def _prepare(shot: SyntheticShot) -> _Prepared:
         shapes.append(shape)
         textures.append(_texture(obj, shape.shape, orng))
     draw_order = tuple(sorted(range(len(shot.objects)), key=lambda k: (shot.objects[k].z, k)))
+    for array in (background, *shapes, *textures):
+        array.setflags(write=False)  # shared by every call through the cache
     return _Prepared(background, tuple(shot.objects), draw_order, tuple(shapes), tuple(textures))
 
 

@@ -347,12 +347,16 @@ def _two_object_shot(front_keys: tuple, back_keys: tuple, n_frames: int) -> Synt
         name="front", shape="blob", half_size=(24, 24), colour=(0.15, 0.3, 0.9),
         keyframes=front_keys, z=1, texture_scale=4.0, seed=2,
     )
-    return SyntheticShot(width=256, height=160, n_frames=n_frames, objects=(back, front), seed=5, background_scale=10.0)
+    return SyntheticShot(
+        width=256, height=160, n_frames=n_frames, objects=(back, front), seed=5, background_scale=10.0
+    )
 
 
 def test_object_regains_its_mask_after_an_occluder_passes() -> None:
     n = 20
-    shot = _two_object_shot(((0, 230.0, 84.0), (n - 1, 230.0 - 8 * (n - 1), 76.0)), ((0, 100.0, 80.0), (n - 1, 138.0, 80.0)), n)
+    front = ((0, 230.0, 84.0), (n - 1, 230.0 - 8 * (n - 1), 76.0))  # fast, right to left, in front
+    back = ((0, 100.0, 80.0), (n - 1, 138.0, 80.0))  # slow, left to right
+    shot = _two_object_shot(front, back, n)
     frames, truth = _render(shot)
     hidden = [i for i in range(n) if truth[i]["back"].sum() < 0.6 * truth[0]["back"].sum()]
     assert hidden and hidden[-1] < n - 3  # really occluded, and uncovered again before the end
@@ -360,13 +364,15 @@ def test_object_regains_its_mask_after_an_occluder_passes() -> None:
     session.add_mask(0, 1, truth[0]["back"])
     out = session.propagate(0, n)
     for i in range(n):
-        assert not (out[i][1] & truth[i]["front"]).sum() > 0.1 * truth[i]["back"].sum() + 5, i  # not on the occluder
+        assert out[i][1].any(), i  # kept alive while mostly hidden
+        assert (out[i][1] & truth[i]["front"]).sum() <= 0.05 * truth[0]["back"].sum(), i  # never on the occluder
     assert _iou(out[n - 1][1], truth[n - 1]["back"]) > 0.85
 
 
 def test_entering_object_grows_with_its_visible_part() -> None:
     n = 10
-    shot = _two_object_shot(((0, 290.0, 80.0), (n - 1, 290.0 - 7 * (n - 1), 80.0)), ((0, 60.0, 80.0), (n - 1, 60.0, 80.0)), n)
+    front = ((0, 290.0, 80.0), (n - 1, 290.0 - 7 * (n - 1), 80.0))  # comes in from the right
+    shot = _two_object_shot(front, ((0, 60.0, 80.0), (n - 1, 60.0, 80.0)), n)
     frames, truth = _render(shot)
     first = next(i for i in range(n) if truth[i]["front"].sum() > 50)
     session = FlowTracker().open_session(frames[first:])
@@ -381,9 +387,10 @@ def test_tracker_follows_a_rotating_growing_object() -> None:
     # carry the mask; warping and re-segmentation must.
     rng = np.random.default_rng(0)
     h, w = 144, 256
-    background = cv2.resize(rng.integers(60, 140, (h // 8, w // 8, 3)).astype(np.uint8), (w, h),
-                            interpolation=cv2.INTER_CUBIC)
-    texture = cv2.resize(rng.integers(0, 255, (20, 20, 3)).astype(np.uint8), (80, 80), interpolation=cv2.INTER_CUBIC)
+    grid = rng.integers(60, 140, (h // 8, w // 8, 3)).astype(np.uint8)
+    background = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+    spots = rng.integers(0, 255, (20, 20, 3)).astype(np.uint8)
+    texture = cv2.resize(spots, (80, 80), interpolation=cv2.INTER_CUBIC)
     texture = (texture * 0.4 + np.array([200, 60, 40]) * 0.6).astype(np.uint8)
     yy, xx = np.mgrid[0:80, 0:80]
     shape = (((xx - 40) / 35.0) ** 2 + ((yy - 40) / 22.0) ** 2 < 1).astype(np.uint8)
@@ -403,10 +410,23 @@ def test_tracker_follows_a_rotating_growing_object() -> None:
     assert min(_iou(out[i][1], masks[i]) for i in range(12)) > 0.85
 
 
-def test_no_trail_on_static_background_over_a_long_track() -> None:
-    shot = _translating_shot(n_frames=24, step=4.0, x0=30.0)
-    frames, truth = _render(shot)
-    session = FlowTracker().open_session(frames)
-    session.add_mask(0, 1, truth[0]["a"])
-    out = session.propagate(0, 24)
-    assert min(_iou(out[i][1], truth[i]["a"]) for i in range(24)) > 0.85
+def test_long_track_on_a_resampled_plate_stays_tight() -> None:
+    # Rendered at 400 px and area-downscaled to 320 px, as the plate stage does: object
+    # motion is no longer whole pixels and edges are blends, so plain warping leaves a
+    # trail on the background and erodes the leading edge (min IoU ~0.85 without the
+    # trim and regrow passes, ~0.94 with them).
+    n = 30
+    obj = SyntheticObject(
+        name="a", shape="blob", half_size=(30, 24), colour=(0.2, 0.7, 0.25),
+        keyframes=((0, 60.0, 60.0), (n - 1, 60.0 + 7.5 * (n - 1), 70.0)), texture_scale=6.0, seed=1,
+    )
+    shot = SyntheticShot(width=400, height=160, n_frames=n, objects=(obj,), seed=11, background_scale=16.0)
+    frames, truth = [], []
+    for i in range(n):
+        frame, masks = render_display(shot, i)
+        frames.append(cv2.resize(frame, (320, 128), interpolation=cv2.INTER_AREA))
+        truth.append(cv2.resize(masks["a"].astype(np.float32), (320, 128), interpolation=cv2.INTER_AREA) > 0.5)
+    session = FlowTracker().open_session(np.stack(frames))
+    session.add_mask(0, 1, truth[0])
+    out = session.propagate(0, n)
+    assert min(_iou(out[i][1], truth[i]) for i in range(n)) > 0.92
