@@ -5,6 +5,7 @@ Two streaming passes over the tracked layers: the first sums the per-frame overl
 its members. Every keep / drop / merge is recorded with the values that decided it."""
 
 
+import hashlib
 import re
 
 import dagster as dg
@@ -13,11 +14,11 @@ import numpy as np
 
 from resources.project import ProjectResource
 
-from .algorithms.layer_filter import FilterParams, OverlapAccumulator, decide, merge_frame
+from .algorithms.layer_filter import FilterParams, OverlapAccumulator, OverlapStats, decide, merge_frame
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
-from .stage_data import LayerMaskWriter, LayersData, write_table
+from .stage_data import LayerMaskWriter, LayersData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun, progress
 
 
@@ -52,21 +53,30 @@ def filtered_layers(
         {"tracked_layers": tracked_layers.record["data_version"]},
         tracked_layers.record,
     )
-    plan, masks_of = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
+    plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
 
     width, height = tracked_layers.size
     sink = LayerMaskWriter(staged.group, tracked_layers.n_frames, height, width)
     first = np.full(len(plan.kept), -1, np.int32)
     last = np.full(len(plan.kept), -1, np.int32)
-    for frame_index in progress(range(tracked_layers.n_frames), "filtered_layers (write)"):
-        merged = merge_frame(masks_of(frame_index), plan, {lid: k for k, lid in enumerate(tracked_layers.layer_ids)})
+    index_of = {lid: k for k, lid in enumerate(tracked_layers.layer_ids)}
+    # Digest of the kept masks: mattes reuses a delivered version when it matches.
+    label_of = dict(zip(tracked_layers.layer_ids, tracked_layers.table["label"]))
+    content = hashlib.sha256(repr([(lid, label_of[lid], plan.members[lid]) for lid in plan.kept]).encode())
+    blocks = frame_blocks(tracked_layers.n_frames, len(index_of), height, width)
+    for start, stop in progress(blocks, "filtered_layers", total=len(blocks)):
+        block = tracked_layers.masks_block(start, stop)
+        merged = np.stack([merge_frame(block[:, b], plan, index_of) for b in range(stop - start)], axis=1)
         for k, lid in enumerate(plan.kept):
-            sink.write(lid, frame_index, merged[k])
-            if merged[k].any():
-                first[k] = frame_index if first[k] < 0 else first[k]
-                last[k] = frame_index
+            sink.write_block(lid, start, merged[k])
+            filled = np.flatnonzero(merged[k].reshape(stop - start, -1).any(axis=1))
+            if filled.size:
+                first[k] = start + filled[0] if first[k] < 0 else first[k]
+                last[k] = start + filled[-1]
+        content.update(np.packbits(merged).tobytes())
     for lid in plan.kept:
         sink.array(lid)
+    record["content_digest"] = content.hexdigest()
 
     labels_by_id = dict(zip(tracked_layers.layer_ids, tracked_layers.table["label"]))
     labels = [labels_by_id[lid] for lid in plan.kept]
@@ -100,17 +110,21 @@ def filtered_layers(
 
 
 def filter_layers(tracked: LayersData, params: FilterParams):
-    """Pass 1: whole-shot overlap statistics, then the decisions."""
+    """The filter decisions from the whole-shot overlaps stored with the tracked layers
+    (computed here in one streaming pass for results stored without them)."""
     ids = tracked.layer_ids
-    acc = OverlapAccumulator(len(ids))
-
-    def masks_of(frame_index: int) -> np.ndarray:
-        return tracked.masks_at(frame_index, ids)
-
-    for frame_index in progress(range(tracked.n_frames), "filtered_layers (overlaps)"):
-        acc.add_frame(masks_of(frame_index))
-    plan = decide(ids, list(tracked.table["label"]), acc.stats(), params)
-    return plan, masks_of
+    stored = tracked.overlap_stats()
+    if stored is not None:
+        stats = OverlapStats(*stored)
+    else:
+        acc = OverlapAccumulator(len(ids))
+        width, height = tracked.size
+        for start, stop in frame_blocks(tracked.n_frames, len(ids), height, width):
+            block = tracked.masks_block(start, stop, ids)
+            for b in range(stop - start):
+                acc.add_frame(block[:, b])
+        stats = acc.stats()
+    return decide(ids, list(tracked.table["label"]), stats, params)
 
 
 def decision_markdown(rows: list[dict]) -> str:

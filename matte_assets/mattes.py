@@ -20,8 +20,8 @@ from resources.project import ProjectResource
 
 from . import __version__
 from .config import split_shot_ref
-from .lineage import CODE_VERSIONS, canonical_json, stage_settings
-from .media.delivery import ContentDigest, VersionWriter, find_version_with_digest
+from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
+from .media.delivery import ContentDigest, VersionWriter, find_version_with_digest, list_versions, read_manifest
 from .media.exr import write_exr
 from .media.scale import upscale_mask
 from .media.sequence import hash_file
@@ -54,6 +54,69 @@ def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: s
     return attrs
 
 
+def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key):
+    """Stage every frame's EXR in a hidden folder, then publish it as the next version
+    (or discard it when its pixels equal an existing version's)."""
+    attrs = plate.attrs
+    original = attrs["original"]
+    full_size = (int(original["width"]), int(original["height"]))
+    lineage = record["lineage"]
+    pixels = ContentDigest()
+    files: list[dict[str, Any]] = []
+    with VersionWriter(shot_dir, shot) as writer:
+        common = {
+            "show": show,
+            "shot": shot,
+            "version": f"v{writer.version:03d}",
+            "run_id": context.run_id,
+            "created": record["created"],
+            "software": f"matte-pipeline {__version__}",
+            "data_versions": {stage: entry["data_version"] for stage, entry in lineage.items()},
+            "settings": {stage: entry["settings"] for stage, entry in lineage.items()},
+            "models": {
+                stage: entry["settings"].get("backend")
+                for stage, entry in lineage.items()
+                if isinstance(entry["settings"], dict) and "backend" in entry["settings"]
+            },
+            "layers": dict(zip(names, filtered_layers.table["members"])),
+            "plate_pattern": attrs["pattern"],
+        }
+        for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
+            channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
+            pixels.update(frame, channels)
+            path = writer.path_for(frame, attrs["padding"])
+            write_exr(
+                path,
+                channels,
+                data_window=tuple(original["data_window"]),
+                display_window=tuple(original["display_window"]),
+                compression=run.settings.deliver.compression,
+                attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
+            )
+            files.append({"frame": frame, "name": path.name, "sha256": hash_file(path)})
+
+        content = pixels.hexdigest()
+        existing = find_version_with_digest(shot_dir, content)
+        if existing is not None:
+            writer.abort()  # identical pixels already delivered: reuse that version
+            folder = shot_dir / f"v{existing:03d}"
+            return existing, folder, read_manifest(folder)["files"], content, True
+        channels_list = [f"{n}.A" for n in names] + ["A"]
+        folder = writer.commit(content, {"files": files, "channels": channels_list, "content_key": content_key, **common})
+        return writer.version, folder, files, content, False
+
+
+def find_version_with_key(shot_dir: Path, key: str) -> int | None:
+    """A delivered version made from exactly the same content (see `content_key`)."""
+    for version in sorted(list_versions(shot_dir), reverse=True):
+        try:
+            if read_manifest(shot_dir / f"v{version:03d}").get("content_key") == key:
+                return version
+        except Exception:  # an unreadable manifest is simply not a match
+            continue
+    return None
+
+
 @dg.asset(
     partitions_def=shots,
     code_version=CODE_VERSIONS["mattes"],
@@ -79,52 +142,29 @@ def mattes(
     full_size = (int(original["width"]), int(original["height"]))
     names = filtered_layers.names()
     ids = filtered_layers.layer_ids
-    lineage = record["lineage"]
     shot_dir = project.project().deliveries / show / shot
 
-    digest = ContentDigest()
-    files: list[dict[str, Any]] = []
-    with VersionWriter(shot_dir, shot) as writer:
-        common = {
-            "show": show,
-            "shot": shot,
-            "version": f"v{writer.version:03d}",
-            "run_id": context.run_id,
-            "created": record["created"],
-            "software": f"matte-pipeline {__version__}",
-            "data_versions": {stage: entry["data_version"] for stage, entry in lineage.items()},
-            "settings": {stage: entry["settings"] for stage, entry in lineage.items()},
-            "models": {
-                stage: entry["settings"].get("backend")
-                for stage, entry in lineage.items()
-                if isinstance(entry["settings"], dict) and "backend" in entry["settings"]
-            },
-            "layers": dict(zip(names, filtered_layers.table["members"])),
-            "plate_pattern": attrs["pattern"],
-        }
-        for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
-            channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
-            digest.update(frame, channels)
-            path = writer.path_for(frame, attrs["padding"])
-            write_exr(
-                path,
-                channels,
-                data_window=tuple(original["data_window"]),
-                display_window=tuple(original["display_window"]),
-                compression=run.settings.deliver.compression,
-                attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
-            )
-            files.append({"frame": frame, "name": path.name, "sha256": hash_file(path)})
-
-        content = digest.hexdigest()
-        existing = find_version_with_digest(shot_dir, content)
-        if existing is not None:
-            writer.abort()  # identical pixels already delivered: reuse that version
-            version, folder, reused = existing, shot_dir / f"v{existing:03d}", True
-            files = json.loads((folder / "manifest.json").read_text())["files"]
-        else:
-            folder = writer.commit(content, {"files": files, "channels": [f"{n}.A" for n in names] + ["A"], **common})
-            version, reused = writer.version, False
+    # What the files will contain, known before writing them: the filtered masks'
+    # content, the plate (geometry, frame numbers), the delivery settings and this code.
+    content_key = digest(
+        {
+            "filtered": filtered_layers.record.get("content_digest"),
+            "names": names,
+            "plate": plate.record["data_version"],
+            "deliver": run.settings.deliver.model_dump(),
+            "code": CODE_VERSIONS["mattes"],
+        },
+        length=64,
+    )
+    existing = find_version_with_key(shot_dir, content_key) if filtered_layers.record.get("content_digest") else None
+    if existing is not None:  # same content already delivered: reuse it, write nothing
+        folder = shot_dir / f"v{existing:03d}"
+        stored = read_manifest(folder)
+        version, reused, files, content = existing, True, stored["files"], stored["content_digest"]
+    else:
+        version, folder, files, content, reused = _write_version(
+            context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key
+        )
 
     manifest = {
         "version": version,

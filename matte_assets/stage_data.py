@@ -168,6 +168,15 @@ class FrameMasksData:
 
 
 # -- layers (tracked and filtered) -------------------------------------------------------
+BLOCK_BYTES = 64 << 20  # frames per block are chosen so one block of masks stays under this
+
+
+def frame_blocks(n_frames: int, n_layers: int, height: int, width: int) -> list[tuple[int, int]]:
+    """[start, stop) blocks of frames whose masks (all layers) fit in BLOCK_BYTES."""
+    per_frame = max(1, n_layers * height * width)
+    size = max(1, min(n_frames, BLOCK_BYTES // per_frame))
+    return [(t, min(t + size, n_frames)) for t in range(0, n_frames, size)]
+
 class LayerMaskWriter:
     """Writes one (T, H, W) bool array per layer, created on first write (the number of
     layers is only known once tracking has run). Implements the tracking LayerSink."""
@@ -188,6 +197,15 @@ class LayerMaskWriter:
         if mask.any():
             arr[frame_index] = mask
             self.frames_written[layer_id] = self.frames_written.get(layer_id, 0) + 1
+
+    def write_block(self, layer_id: int, start: int, masks: np.ndarray) -> None:
+        """Frames start..start+len(masks)-1 in one call (zarr writes the chunks
+        concurrently and skips empty frames)."""
+        arr = self.array(layer_id)
+        filled = int(masks.reshape(len(masks), -1).any(axis=1).sum())
+        if filled:
+            arr[start : start + len(masks)] = masks
+            self.frames_written[layer_id] = self.frames_written.get(layer_id, 0) + filled
 
     def bytes_per_frame_per_layer(self) -> float:
         """Stored bytes per non-empty (layer, frame) — the figure the docs report."""
@@ -229,6 +247,22 @@ class LayersData:
         for k, lid in enumerate(ids):
             out[k] = masks[str(lid)][frame_index]
         return out
+
+    def masks_block(self, start: int, stop: int, layer_ids: Sequence[int] | None = None) -> np.ndarray:
+        """(L, stop-start, H, W) for a block of frames, one zarr call per layer."""
+        ids = self.layer_ids if layer_ids is None else list(layer_ids)
+        w, h = self.size
+        out = np.zeros((len(ids), stop - start, h, w), bool)
+        masks = self.group["masks"]
+        for k, lid in enumerate(ids):
+            out[k] = masks[str(lid)][start:stop]
+        return out
+
+    def overlap_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Whole-shot (areas, intersections) stored by tracked_layers, if present."""
+        if "overlap_areas" not in self.group:
+            return None
+        return self.group["overlap_areas"][...], self.group["overlap_intersections"][...]
 
     def decisions(self) -> list[dict[str, Any]]:
         return list(self.group.attrs.get("decisions", []))

@@ -11,11 +11,12 @@ import numpy as np
 
 from resources.project import BackendsResource, ProjectResource
 
+from .algorithms.layer_filter import OverlapAccumulator
 from .algorithms.tracking import TrackingParams, track_shot
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
-from .stage_data import FrameMasksData, LayerMaskWriter, PlateData, write_table
+from .stage_data import FrameMasksData, LayerMaskWriter, LayersData, PlateData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun
 
 
@@ -66,6 +67,7 @@ def tracked_layers(
     staged.group.attrs.update(
         {"n_frames": plate.n_frames, "size": [width, height], "identity_decisions": [d.as_dict() for d in result.decisions]}
     )
+    store_overlap_stats(LayersData(staged.group, record))
     return run.output(
         staged,
         record,
@@ -86,3 +88,17 @@ def _layer_markdown(layers, numbers: list[int]) -> str:
         last = "-" if lay.last_frame is None else numbers[lay.last_frame]
         lines.append(f"| {lay.layer_id} | {lay.label} | {first} | {last} | {len(lay.prompt_frames)} |")
     return "\n".join(lines)
+
+
+def store_overlap_stats(layers: LayersData) -> None:
+    """Whole-shot areas and pairwise intersections of the layers, stored with them: the
+    filter (and any threshold sweep) then decides without reading a mask."""
+    acc = OverlapAccumulator(len(layers.layer_ids))
+    width, height = layers.size
+    for start, stop in frame_blocks(layers.n_frames, len(layers.layer_ids), height, width):
+        block = layers.masks_block(start, stop)
+        for b in range(stop - start):
+            acc.add_frame(block[:, b])
+    stats = acc.stats()
+    layers.group.create_array("overlap_areas", data=stats.areas)
+    layers.group.create_array("overlap_intersections", data=stats.intersections)
