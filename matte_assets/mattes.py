@@ -8,7 +8,8 @@ identical to an existing version, that version is reused instead of adding a cop
 The asset's value is the manifest (paths, hashes, version)."""
 
 
-import json
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,15 @@ HEADER_PREFIX = "matte/"
 
 
 def matte_channels(masks: np.ndarray, names: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Plate-resolution layer masks (L, h, w) -> full-resolution float channels."""
+    """Plate-resolution layer masks (L, h, w) -> full-resolution half-float channels
+    (half once here: the content digest and the EXR writer share the same arrays)."""
     channels: dict[str, np.ndarray] = {}
     union = np.zeros((size[1], size[0]), np.float32)
     for name, mask in zip(names, masks):
         full = upscale_mask(mask, size)
-        channels[f"{name}.A"] = full
+        channels[f"{name}.A"] = full.astype(np.float16)
         np.maximum(union, full, out=union)
-    channels["A"] = union
+    channels["A"] = union.astype(np.float16)
     return channels
 
 
@@ -81,9 +83,7 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             "layers": dict(zip(names, filtered_layers.table["members"])),
             "plate_pattern": attrs["pattern"],
         }
-        for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
-            channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
-            pixels.update(frame, channels)
+        def write(index: int, frame: int, channels: dict[str, np.ndarray]) -> dict[str, Any]:
             path = writer.path_for(frame, attrs["padding"])
             write_exr(
                 path,
@@ -93,7 +93,19 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                 compression=run.settings.deliver.compression,
                 attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
             )
-            files.append({"frame": frame, "name": path.name, "sha256": hash_file(path)})
+            return {"frame": frame, "name": path.name, "sha256": hash_file(path)}
+
+        # EXR encoding (zlib, in C++) overlaps with reading and upscaling the next frame;
+        # at most a couple of frames are in flight, so memory stays per frame.
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
+                channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
+                pixels.update(frame, channels)
+                pending.append(pool.submit(write, index, frame, channels))
+                while len(pending) > 2:
+                    files.append(pending.popleft().result())
+            files.extend(f.result() for f in pending)
 
         content = pixels.hexdigest()
         existing = find_version_with_digest(shot_dir, content)

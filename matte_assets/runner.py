@@ -19,6 +19,7 @@ from io_managers.zarr_store import ZarrStore
 from resources import registry
 
 from .config import Project, partition_key
+from . import errors
 from .errors import MatteError, StoreError
 from .lineage import BACKEND_ROLE, CODE_VERSIONS, STAGES, UPSTREAM, fingerprint, plate_files_version, settings_changes, stage_settings
 from .partitions import shots
@@ -127,8 +128,8 @@ def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
         error = event.step_failure_data.error
         root = error
         while error is not None:
-            if error.cls_name in _MATTE_ERRORS:
-                return MatteError(error.message.split(": ", 1)[-1].strip())
+            if error.cls_name in _MATTE_ERRORS:  # ours: same class, same one-line message
+                return getattr(errors, error.cls_name)(error.message.split(": ", 1)[-1].strip())
             root = error
             error = error.cause
         message = root.message.strip().splitlines()[0] if root and root.message else "unknown error"

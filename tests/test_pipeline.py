@@ -192,3 +192,60 @@ def test_replaced_plate_frame_is_reported(project_copy) -> None:
     assert plan["plate"].state == "stale"
     assert "plate frames changed: 1003" in plan["plate"].reasons
     assert all(plan[s].state == "stale" for s in STAGES)
+
+
+def test_crash_mid_stage_keeps_what_was_materialised_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    from resources.embedded import GrabCutSegmenter
+
+    project = make_project(tmp_path / "p", shot=small_shot(n_frames=6))
+    calls = {"n": 0}
+    original = GrabCutSegmenter.segment
+
+    def flaky(self, frame, boxes, points=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash in the segmenter")
+        return original(self, frame, boxes, points)
+
+    monkeypatch.setattr(GrabCutSegmenter, "segment", flaky)
+    from matte_assets.errors import MatteError
+
+    with pytest.raises(MatteError, match="simulated crash"):
+        run_shot(project, SHOW, SHOT, echo=quiet)
+    store = ZarrStore(project.store_url)
+    assert store.head(KEY, "plate") and store.head(KEY, "detections")
+    assert store.head(KEY, "frame_masks") is None  # the half-written version is not current
+    assert len(store.versions(KEY, "frame_masks")) == 1  # an orphan, invisible to readers
+    assert not (project.deliveries / SHOW / SHOT).exists() or not list((project.deliveries / SHOW / SHOT).glob("v*"))
+
+    monkeypatch.setattr(GrabCutSegmenter, "segment", original)
+    states = outcomes(run_shot(project, SHOW, SHOT, echo=quiet))
+    assert states["plate"] == states["detections"] == "reused"
+    assert states["frame_masks"] == states["mattes"] == "ran"
+
+
+def test_nonfinite_pixels_are_sanitised_and_logged(tmp_path: Path) -> None:
+    shot = small_shot(n_frames=4)
+    project = make_project(tmp_path / "p", shot=shot)
+    rgb, _ = render_frame(shot, 1)
+    rgb[5:8, 5:9] = np.nan
+    rgb[0, 0] = np.inf
+    path = project.root / "plates" / SHOW / SHOT / f"{SHOT}.1002.exr"
+    path.unlink()
+    write_rgb_exr(path, rgb, pixel_type="float")
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    plate = open_stage(ZarrStore(project.store_url), KEY, "plate")
+    assert plate.attrs["nonfinite"] == {"1002": 4 * 3 * 3 + 3}
+    assert plate.frame(1).dtype == np.uint8
+
+
+def test_mixed_resolutions_fail_naming_both_files(tmp_path: Path) -> None:
+    from matte_assets.errors import PlateError
+
+    shot = small_shot(n_frames=4)
+    project = make_project(tmp_path / "p", shot=shot)
+    path = project.root / "plates" / SHOW / SHOT / f"{SHOT}.1003.exr"
+    path.unlink()
+    write_rgb_exr(path, np.zeros((50, 80, 3), np.float32))
+    with pytest.raises(PlateError, match=r"mixed resolutions: .*sh010\.1003\.exr.*sh010\.1001\.exr"):
+        run_shot(project, SHOW, SHOT, echo=quiet)
