@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[models,dev]"
+	# timm (EdgeTAM's backbone) without its torchvision dependency: the EdgeTAM test runs
+	# it under a torchvision import stub (tests/shims); see docs/models.md.
+	$(PY) -m pip install -q --no-deps "timm>=1.0"
 	touch $@
 
 demo: setup

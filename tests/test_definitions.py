@@ -37,3 +37,38 @@ def test_workspace_yaml_loads(ran_project: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+def test_assets_materialize_with_dagster_directly(tmp_path: Path) -> None:
+    """The assets run under plain `dagster.materialize` on a temporary instance (no
+    matte runner), with settings observed as data."""
+    from io_managers.zarr_io_manager import ZarrIOManagerFactory
+    from io_managers.zarr_store import ZarrStore
+    from matte_assets.definitions import STAGE_ASSETS
+    from matte_assets.sources import SETTINGS_SOURCES, plate_files
+    from matte_assets.synthetic import small_shot
+    from resources.project import BackendsResource, ProjectResource
+
+    from .conftest import SHOT, SHOW, make_project
+
+    project = make_project(tmp_path / "p", shot=small_shot(n_frames=5))
+    key = f"{SHOW}__{SHOT}"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("shots", [key])
+        result = dg.materialize(
+            [plate_files, *SETTINGS_SOURCES.values(), *STAGE_ASSETS],
+            instance=instance,
+            partition_key=key,
+            resources={
+                "project": ProjectResource(root=str(project.root)),
+                "backends": BackendsResource(),
+                "zarr_io_manager": ZarrIOManagerFactory(project_root=str(project.root)),
+            },
+        )
+        assert result.success
+        materialized = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node("mattes")}
+        assert materialized == {"mattes"}
+        store = ZarrStore(project.store_url)
+        for stage in STAGES:
+            event = instance.get_latest_data_version_record(dg.AssetKey(stage), partition_key=key)
+            assert event.asset_materialization.tags["dagster/data_version"] == store.head(key, stage)["data_version"]
