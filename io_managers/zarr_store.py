@@ -104,6 +104,15 @@ class ZarrStore:
         else:  # object stores: one PUT is atomic
             self.fs.pipe_file(path, data)
 
+    def copy_array(self, source: zarr.Group, staged: StagedVersion, path: str) -> None:
+        """Copy an array from a committed version into a staged one, chunk files as
+        they are (no decode/encode): reusing an unchanged layer costs a file copy."""
+        version = source.attrs["record"]["version"]
+        src = self._fs_path(f"{self.stage_location(staged.shot_key, staged.stage)}/{version}/{path}")
+        dst = self._fs_path(f"{staged.location}/{path}")
+        self.fs.makedirs(os.path.dirname(dst), exist_ok=True)
+        self.fs.copy(src, dst, recursive=True)
+
     # -- reading ---------------------------------------------------------------
     def head(self, shot_key: str, stage: str) -> dict[str, Any] | None:
         path = self._fs_path(f"{self.stage_location(shot_key, stage)}/{HEAD}")

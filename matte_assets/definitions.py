@@ -16,7 +16,7 @@ from .filtered_layers import filtered_layers
 from .frame_masks import frame_masks
 from .mattes import mattes
 from .plate import plate
-from .sources import SETTINGS_SOURCES, plate_files
+from .sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
 from .tracked_layers import tracked_layers
 
 STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers, mattes]
@@ -24,7 +24,7 @@ STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers,
 
 def build_definitions(project_root: str) -> dg.Definitions:
     return dg.Definitions(
-        assets=[plate_files, *SETTINGS_SOURCES.values(), *STAGE_ASSETS],
+        assets=[plate_files, *SETTINGS_SOURCES.values(), *CORRECTION_SOURCES.values(), *STAGE_ASSETS],
         resources={
             "project": ProjectResource(root=project_root),
             "backends": BackendsResource(),

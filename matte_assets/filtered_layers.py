@@ -14,10 +14,18 @@ import numpy as np
 
 from resources.project import ProjectResource
 
-from .algorithms.layer_filter import FilterParams, OverlapAccumulator, OverlapStats, decide, merge_frame
+from .algorithms.layer_filter import (
+    FilterParams,
+    OverlapAccumulator,
+    OverlapStats,
+    apply_artist_decisions,
+    decide,
+    merge_frame,
+)
+from .corrections import CorrectionError, load_corrections
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
-from .sources import settings_key
+from .sources import corrections_key, settings_key
 from .stage_data import LayerMaskWriter, LayersData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun, progress
 
@@ -38,7 +46,7 @@ def layer_names(labels: list[str], first_frames: list[int]) -> list[str]:
 @dg.asset(
     partitions_def=shots,
     code_version=CODE_VERSIONS["filtered_layers"],
-    deps=[settings_key("filtered_layers")],
+    deps=[settings_key("filtered_layers"), corrections_key("filtered_layers")],
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
@@ -48,12 +56,17 @@ def filtered_layers(
 ) -> dg.Output[StageResult]:
     """Layers kept after the false-positive, duplicate and part-of-whole rules."""
     run = StageRun(context, "filtered_layers", project.shot(context.partition_key), project.store())
-    staged, record = run.begin(
-        stage_settings(run.settings, "filtered_layers"),
-        {"tracked_layers": tracked_layers.record["data_version"]},
-        tracked_layers.record,
-    )
+    corrections = load_corrections(project.project(), *run.show_shot)
+    inputs = {"tracked_layers": tracked_layers.record["data_version"]}
+    if corrections.filter_digest():
+        inputs["corrections"] = corrections.filter_digest()
+    staged, record = run.begin(stage_settings(run.settings, "filtered_layers"), inputs, tracked_layers.record)
     plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
+    if corrections.drops() or corrections.merges():
+        try:
+            plan = apply_artist_decisions(plan, corrections.drops(), corrections.merges())
+        except ValueError as exc:
+            raise CorrectionError(f"{corrections.path}: {exc}") from None
 
     width, height = tracked_layers.size
     sink = LayerMaskWriter(staged.group, tracked_layers.n_frames, height, width)

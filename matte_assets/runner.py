@@ -24,7 +24,7 @@ from .errors import MatteError, StoreError
 from .lineage import BACKEND_ROLE, CODE_VERSIONS, STAGES, UPSTREAM, fingerprint, plate_files_version, settings_changes, stage_settings
 from .partitions import shots
 from .plate_files import hash_plate_files
-from .sources import PLATE_FILES_KEY, settings_key
+from .sources import CORRECTION_STAGES, PLATE_FILES_KEY, corrections_key, corrections_version, settings_key
 
 
 @dataclass
@@ -69,6 +69,8 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
             inputs = {"files": plate_files_version([(f, h) for f, _, h in files])}
         else:
             inputs = {up: expected[up] for up in UPSTREAM[stage]}
+        if stage in CORRECTION_STAGES and (corr := corrections_version(project, key, stage)) != "none":
+            inputs["corrections"] = corr
         expected[stage] = fingerprint(stage, current_settings, inputs)
         head = store.head(key, stage)
         if head is None:
@@ -85,6 +87,8 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
             reasons.append("settings changed: " + "; ".join(changes))
         if stage == "plate" and head.get("inputs", {}).get("files") != inputs["files"]:
             reasons.extend(_plate_file_changes(store, key, head, files))
+        if head.get("inputs", {}).get("corrections") != inputs.get("corrections"):
+            reasons.append("artist corrections changed" if inputs.get("corrections") else "artist corrections removed")
         for up in UPSTREAM[stage]:
             if head.get("inputs", {}).get(up) != expected[up]:
                 upstream = states[up]
@@ -166,7 +170,12 @@ def run_shot(
     if selected:
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
-        selection = [PLATE_FILES_KEY, *(settings_key(s) for s in STAGES), *(dg.AssetKey(s) for s in STAGES if s in selected)]
+        selection = [
+            PLATE_FILES_KEY,
+            *(settings_key(s) for s in STAGES),
+            *(corrections_key(s) for s in CORRECTION_STAGES),
+            *(dg.AssetKey(s) for s in STAGES if s in selected),
+        ]
         result = job.execute_in_process(
             partition_key=key,
             instance=instance,

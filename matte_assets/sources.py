@@ -50,6 +50,40 @@ def _settings_source(stage: str) -> dg.SourceAsset:
 
 SETTINGS_SOURCES = {stage: _settings_source(stage) for stage in STAGES}
 
+# Which corrections feed which stage: masks, clicks and new layers re-track; drops and
+# merges only re-filter. One file, two sources, so Dagster marks exactly that stage.
+CORRECTION_STAGES = ("tracked_layers", "filtered_layers")
+
+
+def corrections_version(project, shot_key: str, stage: str) -> str:
+    from .config import split_shot_ref
+    from .corrections import load_corrections
+
+    corrections = load_corrections(project, *split_shot_ref(shot_key))
+    value = corrections.tracking_digest() if stage == "tracked_layers" else corrections.filter_digest()
+    return value or "none"
+
+
+def _corrections_source(stage: str) -> dg.SourceAsset:
+    @dg.observable_source_asset(
+        key=["corrections", stage],
+        partitions_def=shots,
+        group_name="sources",
+        description=f"Artist corrections (corrections/<SHOW>/<SHOT>.yaml + masks) that affect `{stage}`.",
+    )
+    def _observe(context, project: ProjectResource) -> dg.DataVersionsByPartition:
+        value = corrections_version(project.project(), context.partition_key, stage)
+        return dg.DataVersionsByPartition({context.partition_key: dg.DataVersion(value)})
+
+    return _observe
+
+
+CORRECTION_SOURCES = {stage: _corrections_source(stage) for stage in CORRECTION_STAGES}
+
+
+def corrections_key(stage: str) -> dg.AssetKey:
+    return dg.AssetKey(["corrections", stage])
+
 
 def settings_key(stage: str) -> dg.AssetKey:
     return dg.AssetKey(["settings", stage])

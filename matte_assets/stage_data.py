@@ -198,6 +198,10 @@ class LayerMaskWriter:
             arr[frame_index] = mask
             self.frames_written[layer_id] = self.frames_written.get(layer_id, 0) + 1
 
+    def adopt(self, layer_id: int) -> None:
+        """Register an array copied into the group by the store (a reused layer)."""
+        self._arrays[layer_id] = self.masks[str(layer_id)]
+
     def write_block(self, layer_id: int, start: int, masks: np.ndarray) -> None:
         """Frames start..start+len(masks)-1 in one call (zarr writes the chunks
         concurrently and skips empty frames)."""
@@ -208,10 +212,11 @@ class LayerMaskWriter:
             self.frames_written[layer_id] = self.frames_written.get(layer_id, 0) + filled
 
     def bytes_per_frame_per_layer(self) -> float:
-        """Stored bytes per non-empty (layer, frame) — the figure the docs report."""
-        written = sum(self.frames_written.values())
+        """Stored bytes per non-empty (layer, frame) — the figure the docs report.
+        Empty frames have no chunk, so stored chunks = non-empty frames."""
+        chunks = sum(int(a.nchunks_initialized) for a in self._arrays.values())
         total = sum(stored_bytes(a) for a in self._arrays.values())
-        return total / written if written else 0.0
+        return total / chunks if chunks else 0.0
 
 
 @dataclass

@@ -21,9 +21,11 @@ def test_graph_has_the_six_stages_and_their_sources(tmp_path: Path) -> None:
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert set(STAGES) <= keys
     assert {f"settings/{s}" for s in STAGES} | {"source/plate_files"} <= keys
-    # Each stage depends on its own settings and on its upstream stages, nothing else.
+    # Each stage depends on its own settings (and corrections) and its upstream stages.
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("filtered_layers")).parent_keys}
-    assert parents == {"tracked_layers", "settings/filtered_layers"}
+    assert parents == {"tracked_layers", "settings/filtered_layers", "corrections/filtered_layers"}
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("tracked_layers")).parent_keys}
+    assert parents == {"plate", "frame_masks", "settings/tracked_layers", "corrections/tracked_layers"}
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("mattes")).parent_keys}
     assert parents == {"plate", "filtered_layers", "settings/mattes"}
     assert graph.get(dg.AssetKey("plate")).partitions_def.name == "shots"
@@ -45,7 +47,7 @@ def test_assets_materialize_with_dagster_directly(tmp_path: Path) -> None:
     from io_managers.zarr_io_manager import ZarrIOManagerFactory
     from io_managers.zarr_store import ZarrStore
     from matte_assets.definitions import STAGE_ASSETS
-    from matte_assets.sources import SETTINGS_SOURCES, plate_files
+    from matte_assets.sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
     from matte_assets.synthetic import small_shot
     from resources.project import BackendsResource, ProjectResource
 
@@ -56,7 +58,7 @@ def test_assets_materialize_with_dagster_directly(tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("shots", [key])
         result = dg.materialize(
-            [plate_files, *SETTINGS_SOURCES.values(), *STAGE_ASSETS],
+            [plate_files, *SETTINGS_SOURCES.values(), *CORRECTION_SOURCES.values(), *STAGE_ASSETS],
             instance=instance,
             partition_key=key,
             resources={

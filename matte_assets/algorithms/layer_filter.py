@@ -290,3 +290,49 @@ def merge_frame(masks: np.ndarray, plan: FilterPlan, index_of_id: Mapping[int, i
         for member in plan.members[lid]:
             out[k] |= m[index_of_id[member]]
     return out
+
+
+def apply_artist_decisions(plan: FilterPlan, drops: Sequence[int], merges: Mapping[int, int]) -> FilterPlan:
+    """Artist corrections override the rules: `drops` leave the delivery (with whatever
+    was merged into them), `merges` {a: b} put layer a (and its members) into the layer
+    that b ended up in — even if a rule had dropped a. Unknown layers, or a merge into a
+    dropped layer, raise ValueError naming them. Every overridden row says so."""
+    rows = {row.layer: row for row in plan.rows}
+    for lid in [*drops, *merges, *merges.values()]:
+        if lid not in rows:
+            raise ValueError(f"layer {lid} does not exist (layers: {sorted(rows)})")
+    group_of = {m: k for k, members in plan.members.items() for m in members}
+    members = {k: set(v) for k, v in plan.members.items()}
+
+    def detach(lid: int) -> set[int]:
+        """Take lid out of its group; a kept layer takes its whole group with it."""
+        if lid in members:
+            return members.pop(lid)
+        if lid in group_of and group_of[lid] in members:
+            members[group_of[lid]].discard(lid)
+        return {lid}
+
+    for a, b in sorted(merges.items()):
+        target = b if b in members else group_of.get(b)
+        if target is None or target not in members:
+            raise ValueError(f"cannot merge layer {a} into layer {b}: layer {b} is dropped")
+        if a == target or a in members.get(target, set()):
+            continue
+        moved = detach(a)
+        members[target] |= moved
+        for m in moved:
+            group_of[m] = target
+            r = rows[m]
+            rows[m] = FilterRow(m, r.label, MERGE, target, "artist", f"merged into {target} by an artist correction", r.values)
+    for a in sorted(drops):
+        for m in detach(a):
+            r = rows[m]
+            why = "dropped by an artist correction" if m == a else f"merged into {a}, which an artist dropped"
+            rows[m] = FilterRow(m, r.label, DROP, None, "artist", why, r.values)
+    kept = sorted(members)
+    for k in kept:
+        r = rows[k]
+        if r.action != KEEP:
+            rows[k] = FilterRow(k, r.label, KEEP, None, "artist", "kept: target of an artist merge", r.values)
+    ordered = [rows[row.layer] for row in plan.rows]
+    return FilterPlan(kept=kept, members={k: sorted(members[k]) for k in kept}, rows=ordered)

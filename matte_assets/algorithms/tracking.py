@@ -48,6 +48,7 @@ from .windows import backward_windows, forward_windows, is_prompt_frame
 FIRST_LAYER_ID = 1  # layer ids start at 1 so channel names read person1, car2, ...
 FORWARD = "forward"
 BACKWARD = "backward"
+CORRECTION = "correction"  # re-tracking a layer from artist prompts (no new objects)
 
 
 @dataclass(frozen=True)
@@ -376,4 +377,74 @@ def track_shot(
     driver = _Driver(int(n_frames), load_frames, frame_masks, tracker, params, sink, progress)
     driver.forward()
     driver.backward()
+    return driver.result()
+
+
+@dataclass
+class PromptedLayer:
+    """A layer re-tracked from artist prompts: {frame index: mask} at plate size."""
+
+    layer_id: int
+    label: str
+    prompts: dict[int, np.ndarray]
+    origin: str = "correction"
+
+
+ARTIST_QUALITY = 1.0  # an artist's mask is never replaced by an automatic one (ε rule)
+
+
+def track_from_prompts(
+    n_frames: int,
+    load_frames: Callable[[int, int], np.ndarray],
+    frame_masks: FrameMaskSource,
+    tracker: Tracker,
+    params: TrackingParams,
+    sink: LayerSink,
+    layers: list[PromptedLayer],
+    progress: Callable[[int], None] | None = None,
+) -> TrackingResult:
+    """Track only `layers`, each from its artist prompts, as the paper's artists feed
+    masks to the tracker: backward from the first prompt to the shot start, forward
+    from each prompt to the next one (the last to the shot end). A prompt frame outputs
+    the artist's mask exactly. Inside the windows the layer is matched to the per-frame
+    masks by the identity rule like any object (no new objects are started), but with
+    the artist's mask cached at quality 1.0 the ε rule never replaces it.
+
+    Other layers are untouched: the caller keeps their stored masks. One object per
+    session, so tracker work is exactly proportional to the corrected layers."""
+    driver = _Driver(int(n_frames), load_frames, frame_masks, tracker, params, sink, progress)
+    for layer in sorted(layers, key=lambda la: la.layer_id):
+        frames = sorted(layer.prompts)
+        if not frames:
+            continue
+        if any(not 0 <= f < n_frames for f in frames):
+            raise ValueError(f"layer {layer.layer_id}: prompt frames {frames} outside 0..{n_frames - 1}")
+        driver.layers[layer.layer_id] = _Layer(
+            LayerRecord(layer.layer_id, layer.label, None, None, list(frames), layer.origin),
+            layer.prompts[frames[0]], ARTIST_QUALITY,
+        )
+
+        def seed(frame: int) -> TrackedObject:
+            return TrackedObject(layer.layer_id, layer.label, np.asarray(layer.prompts[frame], bool), ARTIST_QUALITY)
+
+        for frame in frames:  # prompt frames are outputs as drawn
+            driver._write([seed(frame)], frame)
+        # Backward from the first prompt.
+        objects = [seed(frames[0])]
+        for win in backward_windows(frames[0], params.window) if frames[0] > 0 else []:
+            active = driver._run_window(CORRECTION, range(win[0], win[1], -1), objects, prompt_first=False)
+            objects = [o for o in active if o.mask.any()]
+            if not objects:
+                break
+        # Forward from each prompt up to the next one (exclusive) or the shot end.
+        for k, start in enumerate(frames):
+            stop = frames[k + 1] if k + 1 < len(frames) else n_frames
+            objects = [seed(start)]
+            for lo, hi in forward_windows(stop - start, params.window):
+                if hi - lo < 2:
+                    break
+                active = driver._run_window(CORRECTION, range(start + lo, start + hi), objects, prompt_first=False)
+                objects = [o for o in active if o.mask.any()]
+                if not objects:
+                    break
     return driver.result()
