@@ -80,6 +80,7 @@ def shot_add(
 def run(
     ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
     from_stage: Annotated[Optional[str], typer.Option("--from", help=f"Rerun this stage and everything after it ({', '.join(STAGES)}).")] = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another run of this shot to finish.", min=0)] = 0.0,
     project: ProjectOpt = None,
 ) -> None:
     """Materialise what is missing or stale; print each stage as ran or reused."""
@@ -88,7 +89,7 @@ def run(
     proj = _project(project)
     show, shot = split_shot_ref(ref)
     started = time.perf_counter()
-    run_shot(proj, show, shot, from_stage=from_stage, echo=_out)
+    run_shot(proj, show, shot, from_stage=from_stage, echo=_out, wait=wait)
     head = _delivery(proj, show, shot)
     if head:
         _out(f"delivered: {head['folder']}")
@@ -137,6 +138,36 @@ def lineage(
 
     info = read_provenance(path)
     _out(json.dumps(info, indent=2, sort_keys=True) if as_json else render_provenance(info))
+
+
+@app.command()
+def correct(
+    ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Tracked layer id or delivered layer name (moving2).")] = None,
+    frame: Annotated[Optional[int], typer.Option("--frame", help="VFX frame number.")] = None,
+    add: Annotated[Optional[list[str]], typer.Option("--add", help="Positive click X,Y (original plate pixels); repeatable.")] = None,
+    remove: Annotated[Optional[list[str]], typer.Option("--remove", help="Negative click X,Y; repeatable.")] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Drawn mask (PNG/EXR, plate or original resolution).")] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Drop this layer from the delivery.")] = False,
+    merge_into: Annotated[Optional[str], typer.Option("--merge-into", help="Merge this layer into another.")] = None,
+    new_layer: Annotated[bool, typer.Option("--new-layer", help="Start a new layer from --mask at --frame.")] = False,
+    label: Annotated[Optional[str], typer.Option("--label", help="Label of a new layer (default: the prompt's first).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Record an artist correction; the next `matte run` reruns only what it touches."""
+    from .corrections import corrections_path, record_correction
+    from .locking import shot_lock
+
+    proj = _project(project)
+    show, shot = split_shot_ref(ref)
+    with shot_lock(proj, show, shot):
+        entry = record_correction(
+            proj, show, shot, layer=layer, frame=frame, add=add or [], remove=remove or [], mask=mask,
+            drop=drop, merge_into=merge_into, new_layer=new_layer, label=label,
+        )
+    what = {k: v for k, v in entry.items() if k not in ("kind", "source")}
+    _out(f"recorded {entry['kind']} correction {what} -> {corrections_path(proj, show, shot)}")
+    _out(f"next: matte run {show}/{shot}")
 
 
 @app.command()

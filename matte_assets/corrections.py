@@ -203,3 +203,132 @@ def to_plate_xy(x: float, y: float, original: dict[str, Any], plate_size: tuple[
     sx = plate_size[0] / float(original["width"])
     sy = plate_size[1] / float(original["height"])
     return (x - x0 + 0.5) * sx - 0.5, (y - y0 + 0.5) * sy - 0.5
+
+
+NEW_LAYER_BASE = 1000  # artist layers get ids 1001, 1002 ...: never an automatic layer's id
+
+
+def resolve_layer(ref: str, tracked, filtered) -> int:
+    """A tracked-layer id ('3') or a delivered layer name ('moving2') -> tracked id."""
+    if ref.isdigit():
+        lid = int(ref)
+        if lid not in tracked.layer_ids:
+            raise CorrectionError(f"layer {lid} does not exist (tracked layers: {tracked.layer_ids})")
+        return lid
+    if filtered is not None:
+        names = dict(zip(filtered.names(), filtered.layer_ids))
+        if ref in names:
+            return int(names[ref])
+        known = ", ".join(sorted(names)) or "none"
+    else:
+        known = "none (run the shot first)"
+    raise CorrectionError(f"layer {ref!r} does not exist (delivered layers: {known}; or give a tracked layer id)")
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise CorrectionError(f"bad point {text!r}: expected X,Y in original plate pixels") from None
+    return x, y
+
+
+def record_correction(
+    project: Project,
+    show: str,
+    shot: str,
+    *,
+    layer: str | None,
+    frame: int | None,
+    add: list[str] = (),  # type: ignore[assignment]
+    remove: list[str] = (),  # type: ignore[assignment]
+    mask: Path | None = None,
+    drop: bool = False,
+    merge_into: str | None = None,
+    new_layer: bool = False,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Validate a correction against the stored shot and append it to the corrections
+    file. Anything invalid raises before the file is touched."""
+    from io_managers.zarr_io_manager import open_stage
+    from io_managers.zarr_store import ZarrStore
+    from resources import registry
+    from resources.backends import PointPrompt
+
+    from .algorithms.geometry import mask_to_box
+    from .config import partition_key
+
+    actions = [bool(add or remove), mask is not None and not new_layer, drop, merge_into is not None, new_layer]
+    if sum(actions) != 1:
+        raise CorrectionError("give exactly one of --add/--remove, --mask, --drop, --merge-into, --new-layer")
+    store = ZarrStore(project.store_url)
+    key = partition_key(show, shot)
+    if store.head(key, "tracked_layers") is None:
+        raise CorrectionError(f"{show}/{shot} has no tracked layers yet: run `matte run {show}/{shot}` first")
+    plate = open_stage(store, key, "plate")
+    tracked = open_stage(store, key, "tracked_layers")
+    filtered = open_stage(store, key, "filtered_layers") if store.head(key, "filtered_layers") else None
+    original = plate.attrs["original"]
+    corrections = load_corrections(project, show, shot)
+
+    def frame_index() -> int:
+        if frame is None:
+            raise CorrectionError("--frame is required for this correction")
+        if frame not in plate.frame_numbers:
+            numbers = plate.frame_numbers
+            raise CorrectionError(f"frame {frame} is not in the plate of {show}/{shot} ({numbers[0]}-{numbers[-1]})")
+        return plate.frame_numbers.index(frame)
+
+    if new_layer:
+        if mask is None:
+            raise CorrectionError("--new-layer needs --mask PATH")
+        index = frame_index()
+        drawn = read_drawn_mask(mask, plate.size, original)
+        taken = set(tracked.layer_ids) | set(corrections.new_layers())
+        lid = max([NEW_LAYER_BASE, *(i for i in taken if i > NEW_LAYER_BASE)]) + 1
+        settings = project.shot(show, shot)
+        entry = {"kind": "new_layer", "layer": lid, "frame": frame, "label": label or settings.labels[0],
+                 "mask": store_mask(corrections, drawn), "source": str(mask)}
+    else:
+        if layer is None:
+            raise CorrectionError("--layer is required")
+        all_ids = set(tracked.layer_ids) | set(corrections.new_layers())
+        lid = int(layer) if layer.isdigit() and int(layer) in all_ids else resolve_layer(layer, tracked, filtered)
+        if drop:
+            entry = {"kind": "drop", "layer": lid}
+        elif merge_into is not None:
+            into = int(merge_into) if merge_into.isdigit() and int(merge_into) in all_ids else resolve_layer(merge_into, tracked, filtered)
+            if into == lid:
+                raise CorrectionError(f"cannot merge layer {lid} into itself")
+            entry = {"kind": "merge", "layer": lid, "into": into}
+        elif mask is not None:
+            index = frame_index()
+            entry = {"kind": "mask", "layer": lid, "frame": frame,
+                     "mask": store_mask(corrections, read_drawn_mask(mask, plate.size, original)), "source": str(mask)}
+        else:
+            index = frame_index()
+            if lid not in tracked.layer_ids:
+                raise CorrectionError(f"layer {lid} has no tracked result yet: run the shot before clicking on it")
+            clicks = [PointPrompt(*to_plate_xy(*_point(p), original, plate.size), True) for p in add]
+            clicks += [PointPrompt(*to_plate_xy(*_point(p), original, plate.size), False) for p in remove]
+            w, h = plate.size
+            for c in clicks:
+                if not (0 <= c.x < w and 0 <= c.y < h):
+                    raise CorrectionError(f"click ({c.x:.0f}, {c.y:.0f}) in plate pixels is outside the {w}x{h} plate")
+            current = tracked.masks_at(index, [lid])[0]
+            box = mask_to_box(current)
+            xs = [c.x for c in clicks if c.positive] + ([box[0], box[2]] if box else [])
+            ys = [c.y for c in clicks if c.positive] + ([box[1], box[3]] if box else [])
+            if not xs:
+                raise CorrectionError(f"layer {lid} is empty at frame {frame}: add a positive click or draw a mask")
+            pad = 4.0  # a positive click outside the current mask widens the box around it
+            box = np.array([[max(0, min(xs) - pad), max(0, min(ys) - pad), min(w, max(xs) + pad), min(h, max(ys) + pad)]], np.float32)
+            segmenter = registry.segmenter(project.shot(show, shot))
+            refined, _ = segmenter.segment(plate.frame(index), box, [clicks])
+            if not refined[0].any():
+                raise CorrectionError(f"the clicks left layer {lid} empty at frame {frame}; draw a mask instead")
+            entry = {"kind": "clicks", "layer": lid, "frame": frame, "add": [list(_point(p)) for p in add],
+                     "remove": [list(_point(p)) for p in remove], "mask": store_mask(corrections, refined[0])}
+    corrections.entries.append(entry)
+    save_corrections(corrections)
+    return entry

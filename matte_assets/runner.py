@@ -150,9 +150,17 @@ def run_shot(
     shot: str,
     from_stage: str | None = None,
     echo: Callable[[str], None] = print,
+    wait: float = 0.0,
 ) -> list[StageState]:
     """Materialise what is missing or stale (or everything from `from_stage` on) and
-    report each stage as ran / reused."""
+    report each stage as ran / reused. One run per shot at a time (see locking)."""
+    from .locking import shot_lock
+
+    with shot_lock(project, show, shot, wait=wait):
+        return _run_locked(project, show, shot, from_stage, echo)
+
+
+def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, echo: Callable[[str], None]) -> list[StageState]:
     from .definitions import build_definitions
 
     if from_stage is not None and from_stage not in STAGES:

@@ -198,6 +198,11 @@ class LayerMaskWriter:
             arr[frame_index] = mask
             self.frames_written[layer_id] = self.frames_written.get(layer_id, 0) + 1
 
+    def clear(self, layer_id: int, first: int, last: int) -> None:
+        """Empty frames first..last of a layer (their chunks are deleted), before a
+        correction re-tracks them."""
+        self.array(layer_id)[first : last + 1] = False
+
     def adopt(self, layer_id: int) -> None:
         """Register an array copied into the group by the store (a reused layer)."""
         self._arrays[layer_id] = self.masks[str(layer_id)]

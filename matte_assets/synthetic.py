@@ -11,6 +11,14 @@ Pixels are scene-linear float32 RGB (colours are designed in sRGB and converted 
 `srgb_to_linear`); specular highlights may exceed 1.0, as on a real EXR plate. Ground
 truth is the *visible* mask per object: parts hidden by an object in front are
 excluded, and the mask is empty while the object is outside the frame.
+
+Optional, off by default (the hard-case suite uses them; a shot that leaves them off
+renders exactly as before): a camera path (pan: the frame is a window onto a wider
+background, objects move in world coordinates), motion blur (`shutter` > 0: the frame
+is the mean of sub-frame renders over the shutter interval; the truth is where an
+object covers at least half the samples), a lighting gain over time, and `groups`
+(one truth object made of several drawn objects, e.g. a body and the bag it carries;
+`truth_masks` gives their union).
 """
 
 from __future__ import annotations
@@ -71,10 +79,23 @@ class SyntheticShot:
     background_contrast: float = 0.16  # amplitude of the background texture (sRGB units)
     background_scale: float = 20.0  # feature size of the background texture, pixels
     noise_sigma: float = 0.004  # per-frame Gaussian sensor noise, scene-linear units
+    # -- optional difficulties (defaults: a locked-off, sharp, evenly lit shot) --
+    camera: tuple[Keyframe, ...] = ()  # (frame index, x, y) of the view's top-left in world px; () = locked off
+    shutter: float = 0.0  # open fraction of the frame interval (0.5 = 180 degrees); 0 = no motion blur
+    blur_samples: int = 8  # sub-frame renders averaged when shutter > 0
+    lighting: tuple[tuple[float, float], ...] = ()  # (frame index, gain on scene-linear light); () = constant
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # truth object -> the drawn objects it is made of
+    props: tuple[SyntheticObject, ...] = ()  # static set dressing painted into the background (no truth)
 
     @property
     def frame_numbers(self) -> list[int]:
         return list(range(self.first_frame, self.first_frame + self.n_frames))
+
+    @property
+    def truth_names(self) -> list[str]:
+        """Names of the truth objects (`groups` joined, other objects as themselves)."""
+        grouped = {m for _, members in self.groups for m in members}
+        return sorted([name for name, _ in self.groups] + [o.name for o in self.objects if o.name not in grouped])
 
 
 def demo_shot(width: int = 1280, height: int = 720, n_frames: int = 48) -> SyntheticShot:
@@ -146,16 +167,125 @@ def small_shot(width: int = 160, height: int = 96, n_frames: int = 12, seed: int
 
 def render_frame(shot: SyntheticShot, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Frame `index` (0-based) as scene-linear float32 RGB (H, W, 3) and the visible
-    ground-truth mask of every object, bool (H, W), keyed by object name."""
+    ground-truth mask of every object, bool (H, W), keyed by object name (with motion
+    blur: where the object covers at least half the shutter samples)."""
     _check_index(shot, index)
     prepared = _prepare(shot)
-    image = prepared.background.copy()
-    owner = _paint(shot, prepared, index, image)
+    if shot.shutter > 0 and shot.blur_samples > 1:
+        image, masks = _render_blurred(shot, prepared, index)
+    else:
+        image = _background_view(shot, prepared, index)
+        owner = _paint(shot, prepared, index, image)
+        masks = {obj.name: owner == k + 1 for k, obj in enumerate(prepared.order)}
+    gain = lighting_gain(shot, index)
+    if gain != 1.0:
+        image *= np.float32(gain)
     if shot.noise_sigma > 0:
         # Seeded per (shot seed, frame index): repeatable, independent between frames.
         rng = np.random.default_rng([shot.seed, 0x5E45, index])
         image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(shot.noise_sigma)
-    masks = {obj.name: owner == k + 1 for k, obj in enumerate(prepared.order)}
+    return image, masks
+
+
+def truth_masks(shot: SyntheticShot, index: int) -> dict[str, np.ndarray]:
+    """The ground truth a matte is scored against: `render_frame`'s masks with each
+    group's members joined into one object (keys: `shot.truth_names`)."""
+    if shot.shutter > 0 and shot.blur_samples > 1:
+        _, masks = _render_blurred(shot, _prepare(shot), index, pixels=False)
+    else:
+        masks = ground_truth_masks(shot, index)
+    return _join_groups(shot, masks)
+
+
+def _join_groups(shot: SyntheticShot, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(masks)
+    for name, members in shot.groups:
+        unknown = [m for m in members if m not in masks]
+        if unknown:
+            raise ValueError(f"group {name!r}: no object named {', '.join(map(repr, unknown))}")
+        joined = np.zeros((shot.height, shot.width), dtype=bool)
+        for m in members:
+            joined |= out.pop(m)
+        out[name] = joined
+    return out
+
+
+def lighting_gain(shot: SyntheticShot, index: float) -> float:
+    """Scene-linear gain at frame `index` (1.0 without a lighting path)."""
+    if not shot.lighting:
+        return 1.0
+    keys = sorted(shot.lighting)
+    if index <= keys[0][0]:
+        return float(keys[0][1])
+    for (t0, g0), (t1, g1) in zip(keys, keys[1:]):
+        if index <= t1:
+            a = (index - t0) / (t1 - t0) if t1 > t0 else 1.0
+            return float(g0 + a * (g1 - g0))
+    return float(keys[-1][1])
+
+
+def camera_offset(shot: SyntheticShot, index: float) -> tuple[int, int]:
+    """Integer (x, y) of the view's top-left in the prepared background, (0, 0) when
+    locked off. Whole pixels, so the background moves rigidly like the objects."""
+    if not shot.camera:
+        return 0, 0
+    vx, vy = _view_origin(shot, index)
+    wx, wy = _world_origin(shot)
+    return vx - wx, vy - wy
+
+
+def _world_origin(shot: SyntheticShot) -> tuple[int, int]:
+    """World position of the prepared background's top-left: the camera path's lowest
+    (snapped) x and y; (0, 0) when locked off."""
+    if not shot.camera:
+        return 0, 0
+    return int(math.floor(min(k[1] for k in shot.camera) + 0.5)), int(math.floor(min(k[2] for k in shot.camera) + 0.5))
+
+
+def _interpolate(keys: list[Keyframe], index: float) -> tuple[float, float]:
+    if index <= keys[0][0]:
+        return keys[0][1], keys[0][2]
+    for (t0, x0, y0), (t1, x1, y1) in zip(keys, keys[1:]):
+        if index <= t1:
+            a = (index - t0) / (t1 - t0) if t1 > t0 else 1.0
+            return x0 + a * (x1 - x0), y0 + a * (y1 - y0)
+    return keys[-1][1], keys[-1][2]
+
+
+def _camera_span(shot: SyntheticShot) -> tuple[int, int]:
+    """Extra background (x, y) pixels the camera path needs beyond one frame."""
+    if not shot.camera:
+        return 0, 0
+    xs = [k[1] for k in shot.camera]
+    ys = [k[2] for k in shot.camera]
+    return int(math.ceil(max(xs) - min(xs))) + 1, int(math.ceil(max(ys) - min(ys))) + 1
+
+
+def _background_view(shot: SyntheticShot, prepared: _Prepared, index: float) -> np.ndarray:
+    if not shot.camera:
+        return prepared.background.copy()
+    cx, cy = camera_offset(shot, index)
+    return prepared.background[cy : cy + shot.height, cx : cx + shot.width].copy()
+
+
+def _render_blurred(
+    shot: SyntheticShot, prepared: _Prepared, index: int, pixels: bool = True
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mean of `blur_samples` renders at times spread evenly over the open shutter,
+    centred on the frame; per object the share of samples it covers, >= 0.5 as truth."""
+    n = shot.blur_samples
+    image = np.zeros((shot.height, shot.width, 3), np.float32)
+    cover = np.zeros((len(prepared.order), shot.height, shot.width), np.float32)
+    for s in range(n):
+        t = index + shot.shutter * ((s + 0.5) / n - 0.5)
+        sample = _background_view(shot, prepared, t) if pixels else None
+        owner = _paint(shot, prepared, t, sample)
+        if sample is not None:
+            image += sample
+        for k in range(len(prepared.order)):
+            cover[k] += owner == k + 1
+    image /= np.float32(n)
+    masks = {obj.name: cover[k] >= 0.5 * n for k, obj in enumerate(prepared.order)}
     return image, masks
 
 
@@ -170,6 +300,8 @@ def ground_truth_masks(shot: SyntheticShot, index: int, visible: bool = True) ->
     (amodal) silhouettes, ignoring occlusion. Cheap enough to score whole shots."""
     _check_index(shot, index)
     prepared = _prepare(shot)
+    if visible and shot.shutter > 0 and shot.blur_samples > 1:
+        return _render_blurred(shot, prepared, index, pixels=False)[1]
     if visible:
         owner = _paint(shot, prepared, index, None)
         return {obj.name: owner == k + 1 for k, obj in enumerate(prepared.order)}
@@ -215,7 +347,8 @@ def _prepare(shot: SyntheticShot) -> _Prepared:
     # Everything that does not change per frame is built once per shot and cached; the
     # cache key is the frozen shot itself, so any parameter change rebuilds it.
     rng = np.random.default_rng([shot.seed, 0xB6])
-    h, w = shot.height, shot.width
+    span_x, span_y = _camera_span(shot)  # (0, 0) locked off: exactly one frame of background
+    h, w = shot.height + span_y, shot.width + span_x
     lum = _smooth_noise(rng, h, w, shot.background_scale)
     # Low-saturation tint variation on a coarser scale than the luminance texture.
     tint = np.stack([_smooth_noise(rng, h, w, shot.background_scale * 4) for _ in range(3)], axis=-1)
@@ -224,6 +357,19 @@ def _prepare(shot: SyntheticShot) -> _Prepared:
     base = np.asarray(shot.background_colour, dtype=np.float32)
     srgb = base + shot.background_contrast * lum[..., None] + 0.02 * tint + ramp
     background = srgb_to_linear(np.clip(srgb, 0.0, 1.0))
+    for prop in shot.props:  # at their first keyframe, in world pixels (background coordinates)
+        prng = np.random.default_rng([shot.seed, 0x9C, prop.seed])
+        shape = _silhouette(prop, prng)
+        texture = _texture(prop, shape.shape, prng)
+        _, px, py = sorted(prop.keyframes)[0]
+        wx, wy = _world_origin(shot)
+        x0 = int(math.floor(px + 0.5)) - shape.shape[1] // 2 - wx
+        y0 = int(math.floor(py + 0.5)) - shape.shape[0] // 2 - wy
+        fx0, fy0 = max(x0, 0), max(y0, 0)
+        fx1, fy1 = min(x0 + shape.shape[1], w), min(y0 + shape.shape[0], h)
+        if fx0 < fx1 and fy0 < fy1:
+            sil = shape[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+            background[fy0:fy1, fx0:fx1][sil] = texture[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0][sil]
 
     shapes: list[np.ndarray] = []
     textures: list[np.ndarray] = []
@@ -292,14 +438,16 @@ def _texture(obj: SyntheticObject, shape: tuple[int, int], rng: np.random.Genera
 
 
 def _placement(
-    shot: SyntheticShot, obj: SyntheticObject, patch_shape: tuple[int, int], index: int
+    shot: SyntheticShot, obj: SyntheticObject, patch_shape: tuple[int, int], index: float
 ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """Frame and patch slices where the object's patch lands (None when fully outside).
-    Positions snap to whole pixels so the texture moves rigidly with the object."""
+    Positions snap to whole pixels so the texture moves rigidly with the object; with a
+    camera path, object positions are in world pixels and the view moves over them."""
     ph, pw = patch_shape
     cx, cy = obj.position(index)
-    x0 = int(math.floor(cx + 0.5)) - pw // 2
-    y0 = int(math.floor(cy + 0.5)) - ph // 2
+    vx, vy = _view_origin(shot, index)
+    x0 = int(math.floor(cx + 0.5)) - pw // 2 - vx
+    y0 = int(math.floor(cy + 0.5)) - ph // 2 - vy
     fx0, fy0 = max(x0, 0), max(y0, 0)
     fx1, fy1 = min(x0 + pw, shot.width), min(y0 + ph, shot.height)
     if fx0 >= fx1 or fy0 >= fy1:
@@ -307,7 +455,15 @@ def _placement(
     return (slice(fy0, fy1), slice(fx0, fx1)), (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
 
 
-def _paint(shot: SyntheticShot, prepared: _Prepared, index: int, image: np.ndarray | None) -> np.ndarray:
+def _view_origin(shot: SyntheticShot, index: float) -> tuple[int, int]:
+    """World position of the view's top-left, whole pixels ((0, 0) locked off)."""
+    if not shot.camera:
+        return 0, 0
+    x, y = _interpolate(sorted(shot.camera), index)
+    return int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
+
+
+def _paint(shot: SyntheticShot, prepared: _Prepared, index: float, image: np.ndarray | None) -> np.ndarray:
     """Draw objects back to front into `image` (if given); return the owner map
     (uint8, 0 = background, k + 1 = object k), which is what visibility is read from."""
     owner = np.zeros((shot.height, shot.width), dtype=np.uint8)

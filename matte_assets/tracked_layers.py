@@ -9,6 +9,7 @@ they name (`algorithms.tracking.track_from_prompts`): when the current stored ve
 was made from the same plate, frame masks and settings, every other layer is copied
 from it chunk for chunk instead of being tracked again."""
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,24 +20,20 @@ from io_managers.zarr_store import ZarrStore
 from resources.project import BackendsResource, ProjectResource
 
 from .algorithms.layer_filter import OverlapAccumulator
-from .algorithms.tracking import LayerRecord, PromptedLayer, TrackingParams, track_from_prompts, track_shot
+from .algorithms.tracking import (
+    LayerRecord,
+    PromptedLayer,
+    TrackingParams,
+    correction_reach,
+    track_from_prompts,
+    track_shot,
+)
 from .corrections import Corrections, CorrectionError, load_corrections
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import corrections_key, settings_key
 from .stage_data import FrameMasksData, LayerMaskWriter, LayersData, PlateData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun
-
-
-class _SkipLayers:
-    """A sink that ignores the automatic result of layers an artist has corrected."""
-
-    def __init__(self, sink: LayerMaskWriter, skip: set[int]):
-        self.sink, self.skip = sink, skip
-
-    def write(self, layer_id: int, frame_index: int, mask: np.ndarray) -> None:
-        if layer_id not in self.skip:
-            self.sink.write(layer_id, frame_index, mask)
 
 
 def reusable_previous(store: ZarrStore, shot_key: str, record: dict[str, Any]) -> LayersData | None:
@@ -63,7 +60,37 @@ def _records_from(layers: LayersData) -> dict[int, LayerRecord]:
     return out
 
 
-def _prompted_layers(corrections: Corrections, plate: PlateData, labels: dict[int, str], ids: set[int]) -> list[PromptedLayer]:
+def previous_prompts(previous: LayersData) -> dict[int, dict[int, str]]:
+    """The artist prompts a stored tracked version was made with."""
+    return Corrections(Path(), list(previous.group.attrs.get("corrections", []))).layer_prompts()
+
+
+def _only_added(before: dict[int, dict[int, str]], now: dict[int, dict[int, str]]) -> bool:
+    return all(set(frames.items()) <= set(now.get(lid, {}).items()) for lid, frames in before.items())
+
+
+def automatic_prompts(decisions: list[dict[str, Any]], layer_id: int) -> dict[int, int]:
+    """{frame index: per-frame mask index} where automatic tracking prompted the layer
+    (its first detection and every re-prompt), from the stored identity decisions."""
+    out: dict[int, int] = {}
+    for row in decisions:
+        if row.get("object_id") == layer_id and row.get("action") in ("new", "reprompt") and row.get("phase") != "correction":
+            out[int(row["frame"])] = int(row["mask_index"])
+    return out
+
+
+def _prompted_layers(
+    corrections: Corrections,
+    plate: PlateData,
+    frame_masks: FrameMasksData,
+    labels: dict[int, str],
+    decisions: list[dict[str, Any]],
+    ids: set[int],
+) -> list[PromptedLayer]:
+    """Each corrected layer with all its prompts: the automatic ones it was tracked
+    from, plus the artist's masks (which win on the same frame). An artist's mask is
+    one more prompt, as in SAM2's memory, not a replacement of the whole layer: frames
+    the artist did not reach keep their automatic anchoring."""
     numbers = plate.frame_numbers
     new = corrections.new_layers()
     layers = []
@@ -73,12 +100,17 @@ def _prompted_layers(corrections: Corrections, plate: PlateData, labels: dict[in
         if lid not in labels and lid not in new:
             raise CorrectionError(f"{corrections.path}: layer {lid} does not exist (tracked layers: {sorted(labels)})")
         masks = {}
+        if lid not in new:
+            for index, row in automatic_prompts(decisions, lid).items():
+                masks[index] = frame_masks.masks_at(index)[0][row]
+        artist = set()
         for frame, name in prompts.items():
             if frame not in numbers:
                 raise CorrectionError(f"{corrections.path}: frame {frame} is not in the plate ({numbers[0]}-{numbers[-1]})")
             masks[numbers.index(frame)] = corrections.load_mask(name, plate.size)
+            artist.add(numbers.index(frame))
         origin = "artist" if lid in new else "correction"
-        layers.append(PromptedLayer(lid, new.get(lid) or labels[lid], masks, origin))
+        layers.append(PromptedLayer(lid, new.get(lid) or labels[lid], masks, frozenset(artist), origin))
     return layers
 
 
@@ -115,9 +147,9 @@ def tracked_layers(
     prev_digests: dict[int, str] = {}
     if previous is not None:
         prev_digests = dict(zip(previous.layer_ids, previous.table.get("correction", [""] * len(previous.layer_ids))))
-    # The automatic result of a layer is needed again only where a correction was taken
-    # back; otherwise the previous version holds every uncorrected layer.
-    partial = previous is not None and not any(d and lid not in digests for lid, d in prev_digests.items())
+    # Partial when the previous version's corrections are all still there (new ones only
+    # add prompts): a taken-back or changed correction needs the automatic result again.
+    partial = previous is not None and _only_added(previous_prompts(previous), corrections.layer_prompts())
 
     decisions: list[dict[str, Any]] = []
     calls: dict[str, int] = {}
@@ -126,29 +158,41 @@ def tracked_layers(
         records = _records_from(previous)
         retrack = {lid for lid, d in digests.items() if prev_digests.get(lid, "") != d}
         for lid in previous.layer_ids:
-            if lid not in retrack:
-                run.store.copy_array(previous.group, staged, f"masks/{lid}")
-                sink.adopt(lid)
+            # Every layer is copied, corrected ones too: only the reach of their
+            # corrections is cleared and re-tracked below.
+            run.store.copy_array(previous.group, staged, f"masks/{lid}")
+            sink.adopt(lid)
         decisions = list(previous.group.attrs.get("identity_decisions", []))
+        for lid, rec in records.items():
+            rec.prompt_frames = sorted(automatic_prompts(decisions, lid))
         context.log.info(f"re-tracking corrected layers {sorted(retrack)}; {len(previous.layer_ids) - len(retrack & set(previous.layer_ids))} copied")
     else:
-        result = track_shot(plate.n_frames, plate.frames, frame_masks, tracker, params, _SkipLayers(sink, set(digests)))
+        result = track_shot(plate.n_frames, plate.frames, frame_masks, tracker, params, sink)
         records = {lay.layer_id: lay for lay in result.layers}
         retrack = set(digests)
         decisions = [d.as_dict() for d in result.decisions]
         calls = dict(result.tracker_calls)
 
     labels = {lid: rec.label for lid, rec in records.items()}
-    prompted = _prompted_layers(corrections, plate, labels, retrack)
+    prompted = _prompted_layers(corrections, plate, frame_masks, labels, decisions, retrack)
     if prompted:
+        for layer in prompted:
+            for lo, hi in correction_reach(sorted(layer.prompts), layer.artist, plate.n_frames).values():
+                sink.clear(layer.layer_id, lo, hi)
         corrected = track_from_prompts(plate.n_frames, plate.frames, frame_masks, tracker, params, sink, prompted)
-        records.update({lay.layer_id: lay for lay in corrected.layers})
+        for lay in corrected.layers:
+            old = records.get(lay.layer_id)
+            lay.origin = old.origin if old is not None and old.origin != "detection" else lay.origin
+            records[lay.layer_id] = lay
         decisions += [d.as_dict() for d in corrected.decisions]
         calls = {**calls, **{f"corrected_{k}": v for k, v in corrected.tracker_calls.items()}}
 
     layers = [records[lid] for lid in sorted(records)]
     for lay in layers:
         sink.array(lay.layer_id)  # every layer has an array, even one that stayed empty
+    extent = store_overlap_stats(staged.group, [lay.layer_id for lay in layers], plate.n_frames, (width, height))
+    for lay in layers:
+        lay.first_frame, lay.last_frame = extent.get(lay.layer_id, (None, None))
     write_table(
         staged.group,
         "layers",
@@ -173,7 +217,6 @@ def tracked_layers(
         }
     )
     record["retracked_layers"] = sorted(retrack) if partial else "all"
-    store_overlap_stats(LayersData(staged.group, record))
     return run.output(
         staged,
         record,
@@ -197,15 +240,25 @@ def _layer_markdown(layers, numbers: list[int]) -> str:
     return "\n".join(lines)
 
 
-def store_overlap_stats(layers: LayersData) -> None:
-    """Whole-shot areas and pairwise intersections of the layers, stored with them: the
-    filter (and any threshold sweep) then decides without reading a mask."""
-    acc = OverlapAccumulator(len(layers.layer_ids))
-    width, height = layers.size
-    for start, stop in frame_blocks(layers.n_frames, len(layers.layer_ids), height, width):
-        block = layers.masks_block(start, stop)
+def store_overlap_stats(group, layer_ids: list[int], n_frames: int, size: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """Whole-shot areas and pairwise intersections of the layers, stored with them (the
+    filter and threshold sweeps then decide without reading a mask); returns each
+    layer's first and last non-empty frame, read from the final arrays."""
+    acc = OverlapAccumulator(len(layer_ids))
+    width, height = size
+    masks = group["masks"]
+    extent: dict[int, tuple[int, int]] = {}
+    for start, stop in frame_blocks(n_frames, len(layer_ids), height, width):
+        block = np.stack([masks[str(lid)][start:stop] for lid in layer_ids]) if layer_ids else np.zeros((0, stop - start, height, width), bool)
         for b in range(stop - start):
             acc.add_frame(block[:, b])
+        filled = block.reshape(len(layer_ids), stop - start, -1).any(axis=2)
+        for k, lid in enumerate(layer_ids):
+            hits = np.flatnonzero(filled[k])
+            if hits.size:
+                first = extent.get(lid, (start + int(hits[0]),))[0]
+                extent[lid] = (first, start + int(hits[-1]))
     stats = acc.stats()
-    layers.group.create_array("overlap_areas", data=stats.areas)
-    layers.group.create_array("overlap_intersections", data=stats.intersections)
+    group.create_array("overlap_areas", data=stats.areas)
+    group.create_array("overlap_intersections", data=stats.intersections)
+    return extent

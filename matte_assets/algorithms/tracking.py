@@ -382,15 +382,39 @@ def track_shot(
 
 @dataclass
 class PromptedLayer:
-    """A layer re-tracked from artist prompts: {frame index: mask} at plate size."""
+    """A layer re-tracked around artist prompts. `prompts` holds every prompt of the
+    layer ({frame index: mask}: its automatic ones and the artist's), `artist` the
+    frames the artist drew or clicked on."""
 
     layer_id: int
     label: str
     prompts: dict[int, np.ndarray]
+    artist: frozenset[int] = frozenset()
     origin: str = "correction"
 
 
 ARTIST_QUALITY = 1.0  # an artist's mask is never replaced by an automatic one (ε rule)
+
+
+def correction_reach(prompts: list[int], artist: frozenset[int], n_frames: int) -> dict[int, tuple[int, int]]:
+    """For each artist prompt a, the frames [lo, hi] it re-tracks: backward to half way
+    to the previous prompt (to the shot start if none), forward up to the next prompt
+    (or half way, when that one is an artist's too, which then takes the rest
+    backward). Frames outside every reach keep their stored result."""
+    frames = sorted(prompts)
+    reach = {}
+    for i, a in enumerate(frames):
+        if a not in artist:
+            continue
+        prev = frames[i - 1] if i > 0 else None
+        nxt = frames[i + 1] if i + 1 < len(frames) else None
+        lo = 0 if prev is None else (prev + a) // 2 + 1
+        if nxt is None:
+            hi = n_frames - 1
+        else:
+            hi = (a + nxt) // 2 if nxt in artist else nxt - 1
+        reach[a] = (lo, hi)
+    return reach
 
 
 def track_from_prompts(
@@ -403,22 +427,21 @@ def track_from_prompts(
     layers: list[PromptedLayer],
     progress: Callable[[int], None] | None = None,
 ) -> TrackingResult:
-    """Track only `layers`, each from its artist prompts, as the paper's artists feed
-    masks to the tracker: backward from the first prompt to the shot start, forward
-    from each prompt to the next one (the last to the shot end). A prompt frame outputs
-    the artist's mask exactly. Inside the windows the layer is matched to the per-frame
-    masks by the identity rule like any object (no new objects are started), but with
-    the artist's mask cached at quality 1.0 the ε rule never replaces it.
+    """Re-track `layers` around their artist prompts, as the paper's artists feed masks
+    to the tracker: from each artist prompt backward and forward over its
+    `correction_reach`; the prompt frame outputs the artist's mask exactly. Inside the
+    windows the layer is matched to the per-frame masks like any object (no new objects
+    start), but with the artist's mask cached at quality 1.0 the ε rule keeps it.
 
-    Other layers are untouched: the caller keeps their stored masks. One object per
-    session, so tracker work is exactly proportional to the corrected layers."""
+    Only frames inside a reach are written; the caller keeps every other frame (and
+    every other layer) as stored. One object per session, so tracker work is
+    proportional to the frames the corrections reach."""
     driver = _Driver(int(n_frames), load_frames, frame_masks, tracker, params, sink, progress)
     for layer in sorted(layers, key=lambda la: la.layer_id):
         frames = sorted(layer.prompts)
-        if not frames:
-            continue
         if any(not 0 <= f < n_frames for f in frames):
             raise ValueError(f"layer {layer.layer_id}: prompt frames {frames} outside 0..{n_frames - 1}")
+        artist = frozenset(layer.artist) if layer.artist else frozenset(frames)
         driver.layers[layer.layer_id] = _Layer(
             LayerRecord(layer.layer_id, layer.label, None, None, list(frames), layer.origin),
             layer.prompts[frames[0]], ARTIST_QUALITY,
@@ -427,23 +450,22 @@ def track_from_prompts(
         def seed(frame: int) -> TrackedObject:
             return TrackedObject(layer.layer_id, layer.label, np.asarray(layer.prompts[frame], bool), ARTIST_QUALITY)
 
-        for frame in frames:  # prompt frames are outputs as drawn
-            driver._write([seed(frame)], frame)
-        # Backward from the first prompt.
-        objects = [seed(frames[0])]
-        for win in backward_windows(frames[0], params.window) if frames[0] > 0 else []:
-            active = driver._run_window(CORRECTION, range(win[0], win[1], -1), objects, prompt_first=False)
-            objects = [o for o in active if o.mask.any()]
-            if not objects:
-                break
-        # Forward from each prompt up to the next one (exclusive) or the shot end.
-        for k, start in enumerate(frames):
-            stop = frames[k + 1] if k + 1 < len(frames) else n_frames
-            objects = [seed(start)]
-            for lo, hi in forward_windows(stop - start, params.window):
-                if hi - lo < 2:
+        for a, (lo, hi) in sorted(correction_reach(frames, artist, n_frames).items()):
+            driver._write([seed(a)], a)  # as drawn
+            objects = [seed(a)]
+            for start, stop in backward_windows(a - lo, params.window) if a > lo else []:
+                window = range(start + lo, stop + lo, -1)
+                if len(window) < 2:
                     break
-                active = driver._run_window(CORRECTION, range(start + lo, start + hi), objects, prompt_first=False)
+                active = driver._run_window(CORRECTION, window, objects, prompt_first=False)
+                objects = [o for o in active if o.mask.any()]
+                if not objects:
+                    break
+            objects = [seed(a)]
+            for start, stop in forward_windows(hi - a + 1, params.window) if hi > a else []:
+                if stop - start < 2:
+                    break
+                active = driver._run_window(CORRECTION, range(a + start, a + stop), objects, prompt_first=False)
                 objects = [o for o in active if o.mask.any()]
                 if not objects:
                     break
