@@ -145,6 +145,12 @@ class ZarrStore:
             return []
         return sorted(os.path.basename(e.rstrip("/")) for e in entries if not e.endswith(HEAD))
 
+    def size(self, location: str) -> int:
+        try:
+            return int(self.fs.du(self._fs_path(location)))
+        except (FileNotFoundError, NotImplementedError):
+            return 0
+
     def remove_version(self, shot_key: str, stage: str, version: str) -> None:
         head = self.head(shot_key, stage)
         if head and head.get("version") == version:

@@ -133,10 +133,18 @@ def lineage(
     as_json: Annotated[bool, typer.Option("--json", help="Print the provenance as JSON.")] = False,
     project: ProjectOpt = None,
 ) -> None:
-    """The provenance of a delivered EXR, read from its header."""
-    from .provenance import read_provenance, render_provenance
+    """The provenance of a delivered EXR, from its header; checked against the Dagster
+    instance's records when run in (or pointed at) the project."""
+    from .provenance import check_with_dagster, read_provenance, render_provenance
 
     info = read_provenance(path)
+    root = find_project_root(str(project) if project else None)
+    if (root / "matte.yaml").exists():
+        proj = Project(root)
+        if (proj.dagster_home / "dagster.yaml").exists():
+            from .runner import instance_for
+
+            info["dagster"] = check_with_dagster(info, instance_for(proj))
     _out(json.dumps(info, indent=2, sort_keys=True) if as_json else render_provenance(info))
 
 
@@ -168,6 +176,24 @@ def correct(
     what = {k: v for k, v in entry.items() if k not in ("kind", "source")}
     _out(f"recorded {entry['kind']} correction {what} -> {corrections_path(proj, show, shot)}")
     _out(f"next: matte run {show}/{shot}")
+
+
+@app.command()
+def gc(
+    ref: Annotated[Optional[str], typer.Argument(metavar="[SHOW/SHOT]", help="One shot (default: every shot).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Remove stored stage versions that no current result or delivered version needs."""
+    from .gc import collect_garbage
+
+    proj = _project(project)
+    shots = [split_shot_ref(ref)] if ref else proj.all_shots()
+    removed = collect_garbage(proj, shots, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for r in removed:
+        _out(f"{verb} {r.shot} {r.what} ({r.bytes / 1e6:.2f} MB)")
+    _out(f"{verb} {len(removed)} item(s), {sum(r.bytes for r in removed) / 1e6:.2f} MB")
 
 
 @app.command()

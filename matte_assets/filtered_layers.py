@@ -61,6 +61,7 @@ def filtered_layers(
     if corrections.filter_digest():
         inputs["corrections"] = corrections.filter_digest()
     staged, record = run.begin(stage_settings(run.settings, "filtered_layers"), inputs, tracked_layers.record)
+    record["lineage"]["filtered_layers"]["corrections"] = corrections.filter_entries()
     plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
     if corrections.drops() or corrections.merges():
         try:

@@ -140,21 +140,21 @@ def lighting_change(gain: float = 0.5) -> SyntheticShot:
     return _shot(36, (a, b), seed=18, lighting=((0, 1.0), (22, 1.0), (24, gain), (35, gain)))
 
 
-def long_shot(n_frames: int = 1000) -> SyntheticShot:
-    """96x54, two objects bouncing back and forth inside the frame for `n_frames`
-    frames: shows whether memory grows with the shot (see `benchmarks/quality.py`)."""
+def long_shot(n_frames: int = 1000, scale: int = 1) -> SyntheticShot:
+    """96x54 (x `scale`), two objects bouncing back and forth inside the frame for
+    `n_frames` frames: shows whether memory grows with the shot (`benchmarks/quality.py`)."""
 
     def bounce(x0: float, x1: float, y: float, period: int, phase: int) -> list[Keyframe]:
         keys: list[Keyframe] = []
         for k, t in enumerate(range(-phase, n_frames + period, period // 2)):
-            keys.append((float(t), x0 if k % 2 == 0 else x1, y))
+            keys.append((float(t), scale * (x0 if k % 2 == 0 else x1), scale * y))
         return keys
 
     # Both stay inside the frame: the layer count stays constant, so memory measures
     # the shot's length alone (leaving and coming back is `exit_reentry`'s difficulty).
-    a = _obj("a", "ellipse", (7, 7), RED, bounce(10, 86, 17, 64, 0), seed=21, texture=2.0)
-    b = _obj("b", "blob", (7, 7), BLUE, bounce(86, 10, 37, 80, 10), seed=22, texture=2.0)
-    return _shot(n_frames, (a, b), seed=19, width=96, height=54, background_scale=4.0)
+    a = _obj("a", "ellipse", (7 * scale, 7 * scale), RED, bounce(10, 86, 17, 64, 0), seed=21, texture=2.0 * scale)
+    b = _obj("b", "blob", (7 * scale, 7 * scale), BLUE, bounce(86, 10, 37, 80, 10), seed=22, texture=2.0 * scale)
+    return _shot(n_frames, (a, b), seed=19, width=96 * scale, height=54 * scale, background_scale=4.0 * scale)
 
 
 @dataclass(frozen=True)
@@ -215,9 +215,12 @@ def make_case_project(shot: SyntheticShot, root: Path, settings: dict[str, Any] 
     return Project(root), truth
 
 
-def run_case(name: str, root: Path, *, n_frames: int | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_case(
+    name: str, root: Path, *, n_frames: int | None = None, scale: int = 1, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Build case `name` as a project at `root`, run the pipeline, score the delivery.
-    `n_frames` resizes the long shot (the memory figure); other cases have a fixed story."""
+    `n_frames` and `scale` resize the long shot (the memory figure); other cases have a
+    fixed story."""
     from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
 
@@ -227,7 +230,10 @@ def run_case(name: str, root: Path, *, n_frames: int | None = None, settings: di
     builders = {**CASES, **VARIANTS}
     if name not in builders:
         raise KeyError(f"unknown hard case {name!r} (cases: {', '.join(builders)})")
-    shot = long_shot(n_frames) if name == "long" and n_frames else builders[name]()
+    if name == "long":
+        shot = long_shot(n_frames or 1000, scale)
+    else:
+        shot = builders[name]()
     project, truth = make_case_project(shot, Path(root), settings)
     rss_before = _current_rss_mb()
     started = time.perf_counter()
@@ -283,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", choices=sorted({**CASES, **VARIANTS}))
     parser.add_argument("--root", type=Path, required=True, help="folder for the case's project (must not exist)")
     parser.add_argument("--frames", type=int, default=None, help="length of the long shot")
+    parser.add_argument("--scale", type=int, default=1, help="frame size of the long shot, x 96x54")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args(argv)
     if args.root.exists() and any(args.root.iterdir()):
         parser.error(f"{args.root}: exists and is not empty")
     os.environ.setdefault("TQDM_DISABLE", "1")
-    result = run_case(args.case, args.root, n_frames=args.frames)
+    result = run_case(args.case, args.root, n_frames=args.frames, scale=args.scale)
     if args.json:
         print(json.dumps(result))
     else:

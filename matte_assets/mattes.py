@@ -74,6 +74,9 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             "created": record["created"],
             "software": f"matte-pipeline {__version__}",
             "data_versions": {stage: entry["data_version"] for stage, entry in lineage.items()},
+            # The exact stored results these files were made from: `matte gc` keeps them.
+            "store_versions": {stage: entry.get("version") for stage, entry in lineage.items()},
+            "corrections": [c for entry in lineage.values() for c in entry.get("corrections", [])],
             "settings": {stage: entry["settings"] for stage, entry in lineage.items()},
             "models": {
                 stage: entry["settings"].get("backend")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -62,4 +63,45 @@ def render_provenance(info: dict[str, Any]) -> str:
     lines.append("layers:")
     for name, members in (info.get("layers") or {}).items():
         lines.append(f"  {name:<16} tracked layers {members}")
+    corrections = info.get("corrections") or []
+    lines.append(f"corrections: {len(corrections) or 'none'}")
+    for c in corrections:
+        where = f" frame {c['frame']}" if "frame" in c else ""
+        extra = f" into {c['into']}" if "into" in c else ""
+        mask = f" mask {c['mask']}" if "mask" in c else ""
+        clicks = f" add {c.get('add')} remove {c.get('remove')}" if c.get("kind") == "clicks" else ""
+        lines.append(f"  {c['kind']:<10} layer {c['layer']}{where}{extra}{clicks}{mask}")
+    check = info.get("dagster")
+    if check is not None:
+        lines.append(f"dagster:   {check['summary']}")
+        for stage, state in check.get("stages", {}).items():
+            lines.append(f"  {stage:<16} {state}")
     return "\n".join(lines)
+
+
+def check_with_dagster(info: dict[str, Any], instance: Any) -> dict[str, Any]:
+    """Compare the header's data versions with the Dagster instance's own records:
+    each stage must have a materialisation of that shot with that data version."""
+    import dagster as dg
+
+    key = f"{info.get('show')}__{info.get('shot')}"
+    stages: dict[str, str] = {}
+    ok = True
+    for stage, version in (info.get("data_versions") or {}).items():
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=[key]), limit=1000
+        ).records
+        same = [r for r in records if r.asset_materialization.tags.get("dagster/data_version") == version]
+        # Prefer the run that wrote this file; a later run may have re-materialised the
+        # same data version (e.g. a reused delivery).
+        hit = next((r for r in same if r.run_id == info.get("run_id")), same[0] if same else None)
+        if hit is None:
+            stages[stage] = f"{version}: NOT in the instance"
+            ok = False
+        else:
+            when = datetime.fromtimestamp(hit.timestamp, timezone.utc).isoformat(timespec="seconds")
+            stages[stage] = f"{version}: recorded by run {hit.run_id} at {when}"
+            if stage == "mattes" and hit.run_id != info.get("run_id"):
+                stages[stage] += f" (header says run {info.get('run_id')})"
+    summary = "every stage's data version matches a materialisation" if ok else "MISMATCH with the instance's records"
+    return {"summary": summary, "stages": stages, "ok": ok}

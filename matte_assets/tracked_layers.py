@@ -217,6 +217,7 @@ def tracked_layers(
         }
     )
     record["retracked_layers"] = sorted(retrack) if partial else "all"
+    record["lineage"]["tracked_layers"]["corrections"] = corrections.tracking_entries()
     return run.output(
         staged,
         record,
