@@ -1,4 +1,4 @@
-"""Pictures of a shot's layers: a contact sheet (PNG) and a short preview (animated GIF).
+"""Pictures of a shot's layers: a contact sheet (PNG) and a short preview (animated WebP).
 
 Every layer gets its own colour (stable: by its position in the layer table), drawn as
 a translucent fill with a solid outline and labelled with its name; each tile is
@@ -78,28 +78,47 @@ def overlay(frame: np.ndarray, masks: np.ndarray, names: Sequence[str], *, scale
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, layer_colour(k), thickness, lineType=cv2.LINE_AA)
     if labels:
+        taken: list[tuple[int, int, int, int]] = []
         for k, m in enumerate(resized):
             ys, xs = np.nonzero(m)
             if ys.size == 0:
                 continue
             top = int(ys.min())
             x = int(np.median(xs[ys <= top + 2]))
-            _label(canvas, names[k] if k < len(names) else str(k), (x, max(top - 4, 0)), layer_colour(k), anchor="bottom-centre")
+            text = names[k] if k < len(names) else str(k)
+            _label(canvas, text, (x, max(top - 4, 0)), layer_colour(k), anchor="bottom-centre", avoid=taken)
     return canvas
 
 
-def _label(img: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int], *, anchor: str = "top-left") -> None:
-    """Text on a dark box, kept inside the image."""
+def _label(
+    img: np.ndarray,
+    text: str,
+    at: tuple[int, int],
+    colour: tuple[int, int, int],
+    *,
+    anchor: str = "top-left",
+    avoid: list[tuple[int, int, int, int]] | None = None,
+) -> None:
+    """Text on a dark box, kept inside the image; moved down past boxes in `avoid`
+    (labels already placed), to which it is added."""
     h, w = img.shape[:2]
     font_scale = max(0.35, min(h, w) / 500)
     thick = 1
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+    bw, bh = tw + 4, th + base + 4
     x, y = at
     if anchor == "bottom-centre":
         x, y = x - tw // 2, y - th - base
-    x = int(np.clip(x, 0, max(0, w - tw - 4)))
-    y = int(np.clip(y, 0, max(0, h - th - base - 4)))
-    cv2.rectangle(img, (x, y), (x + tw + 4, y + th + base + 4), (0, 0, 0), thickness=-1)
+    x = int(np.clip(x, 0, max(0, w - bw)))
+    y = int(np.clip(y, 0, max(0, h - bh)))
+    if avoid is not None:
+        for _ in range(len(avoid) + 1):
+            hit = next((b for b in avoid if x < b[2] and b[0] < x + bw and y < b[3] and b[1] < y + bh), None)
+            if hit is None:
+                break
+            y = hit[3] + 1 if hit[3] + 1 + bh <= h else max(0, hit[1] - bh - 1)
+        avoid.append((x, y, x + bw, y + bh))
+    cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 0, 0), thickness=-1)
     cv2.putText(img, text, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thick, cv2.LINE_AA)
 
 
@@ -107,6 +126,13 @@ def _png(img: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
+def _jpeg(img: np.ndarray, quality: int = 85) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
     return data.tobytes()
 
 
@@ -126,10 +152,11 @@ def contact_sheet(
     columns: int = 4,
     tile_width: int = 360,
     title: str | None = None,
+    format: str = "png",
 ) -> bytes:
-    """PNG bytes: `n_frames` frames sampled evenly over the shot in a grid, every layer
-    overlaid in its colour and labelled, each tile labelled with its frame number; a
-    header with the title and a legend of the layers."""
+    """PNG bytes (JPEG with `format="jpeg"`): `n_frames` frames sampled evenly over the
+    shot in a grid, every layer overlaid in its colour and labelled, each tile labelled
+    with its frame number; a header with the title and a legend of the layers."""
     _check(plate, layers)
     names = layer_labels(layers)
     ids = layers.layer_ids
@@ -152,7 +179,7 @@ def contact_sheet(
         r, c = divmod(i, cols)
         y, x = header.shape[0] + r * (th + gap), c * (tw + gap)
         sheet[y : y + th, x : x + tw] = tile
-    return _png(sheet)
+    return _jpeg(sheet) if format == "jpeg" else _png(sheet)
 
 
 def _header(title: str | None, names: Sequence[str], width: int) -> np.ndarray:
@@ -192,31 +219,40 @@ def preview(
     max_frames: int = 48,
     width: int = 320,
     fps: float = 12.0,
+    format: str = "webp",
 ) -> bytes:
-    """Animated GIF bytes: up to `max_frames` frames sampled evenly over the shot,
-    downscaled to `width`, layers overlaid (fill + outline, names on), frame number in
-    the corner; loops forever."""
+    """Animated image bytes: up to `max_frames` frames sampled evenly over the shot,
+    resized to `width`, layers overlaid (fill + outline, names on), frame number in the
+    corner; loops forever. WebP by default (lossy: ~20x smaller than GIF on grainy
+    plates, shown by browsers and the Dagster UI); `format="gif"` for tools without it."""
     _check(plate, layers)
+    if format not in ("webp", "gif"):
+        raise ValueError(f"preview format must be webp or gif, got {format!r}")
     names = layer_labels(layers)
     ids = layers.layer_ids
     numbers = plate.frame_numbers
-    scale = min(1.0, width / plate.size[0]) if plate.size[0] > width else width / plate.size[0]
+    scale = width / plate.size[0]
     images: list[Image.Image] = []
     for index in sample_indices(plate.n_frames, max_frames):
         img = overlay(plate.frame(index), layers.masks_at(index, ids), names, scale=scale)
         _label(img, str(numbers[index]), (2, 2), (255, 255, 255))
-        # One adaptive palette per frame; no dithering: flat fills compress well.
-        images.append(Image.fromarray(img).quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
+        images.append(Image.fromarray(img))
     if not images:
         raise ValueError("no frames to preview")
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=False)
+    duration = round(1000 / fps)
+    if format == "webp":
+        images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=duration, loop=0, quality=75, method=4)
+    else:
+        # One adaptive palette per frame, no dithering: flat fills stay flat.
+        frames = [im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in images]
+        frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
     return buf.getvalue()
 
 
 def dagster_image_metadata(image: bytes, title: str):
-    """A `dagster.MetadataValue.md` showing the image inline (base64 data URI; PNG, GIF
-    or JPEG, detected from the bytes)."""
+    """A `dagster.MetadataValue.md` showing the image inline (base64 data URI; PNG, GIF,
+    JPEG or WebP, detected from the bytes)."""
     import dagster as dg
 
     mime = _mime(image)
@@ -231,28 +267,41 @@ def _mime(data: bytes) -> str:
         return "image/gif"
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
-    raise ValueError("not a PNG, GIF or JPEG image")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValueError("not a PNG, GIF, JPEG or WebP image")
 
 
-def pictures_metadata(plate: PlateData, layers: LayersData, title: str) -> dict:
+METADATA_BUDGET = 256 << 10  # bytes of images per materialisation (they live in the event log)
+
+
+def pictures_metadata(plate: PlateData, layers: LayersData, title: str, *, budget: int = METADATA_BUDGET) -> dict:
     """Metadata for a `filtered_layers` / `mattes` materialisation: the contact sheet
-    (small tiles, to keep the event log light) and the preview, both inline."""
-    sheet = contact_sheet(plate, layers, n_frames=8, columns=4, tile_width=240, title=title)
-    anim = preview(plate, layers, max_frames=24, width=240)
-    return {
-        "contact_sheet": dagster_image_metadata(sheet, f"{title}: contact sheet"),
-        "preview": dagster_image_metadata(anim, f"{title}: preview"),
-    }
+    and the preview, inline. Metadata lives in the Dagster event log (a row per event;
+    MySQL's TEXT column holds 64 KB, Dagster+ rejects large requests), so the inline
+    copies are small: the sheet as JPEG with 240 px tiles, the preview at 240 px and at
+    most 24 frames, fewer if the two together exceed `budget` (then none). The full-size
+    PNG / WebP are the files `write_pictures` writes."""
+    sheet = contact_sheet(plate, layers, n_frames=8, columns=4, tile_width=240, title=title, format="jpeg")
+    frames = 24
+    anim = preview(plate, layers, max_frames=frames, width=240)
+    while len(sheet) + len(anim) > budget and frames > 6:
+        frames //= 2
+        anim = preview(plate, layers, max_frames=frames, width=240)
+    out = {"contact_sheet": dagster_image_metadata(sheet, f"{title}: contact sheet")}
+    if len(sheet) + len(anim) <= budget:
+        out["preview"] = dagster_image_metadata(anim, f"{title}: preview")
+    return out
 
 
 def write_pictures(folder: Path, stem: str, plate: PlateData, layers: LayersData, *, title: str | None = None) -> dict[str, Path]:
-    """`<stem>_contact.png` and `<stem>_preview.gif` into `folder`, each written under a
+    """`<stem>_contact.png` and `<stem>_preview.webp` into `folder`, each written under a
     temporary name and renamed (never a half-written picture). Returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {
         "contact_sheet": folder / f"{stem}_contact.png",
-        "preview": folder / f"{stem}_preview.gif",
+        "preview": folder / f"{stem}_preview.webp",
     }
     data = {
         "contact_sheet": contact_sheet(plate, layers, title=title or stem),

@@ -191,7 +191,7 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
             raise_on_error=False,
             # Failures are reported by us as one line; Dagster's own log keeps the detail.
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"matte/shot": key},
+            tags={"matte/shot": key, **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
         )
         if not result.success:
             raise _user_error(result) or MatteError(f"run {result.run_id} of {key} failed")

@@ -149,7 +149,15 @@ def tracked_layers(
         prev_digests = dict(zip(previous.layer_ids, previous.table.get("correction", [""] * len(previous.layer_ids))))
     # Partial when the previous version's corrections are all still there (new ones only
     # add prompts): a taken-back or changed correction needs the automatic result again.
-    partial = previous is not None and _only_added(previous_prompts(previous), corrections.layer_prompts())
+    # Only corrections make a partial run; `matte run --from` (tag matte/recompute)
+    # always recomputes in full.
+    forced = context.run.tags.get("matte/recompute") == "true"
+    partial = (
+        previous is not None
+        and not forced
+        and bool(corrections.tracking_entries())
+        and _only_added(previous_prompts(previous), corrections.layer_prompts())
+    )
 
     decisions: list[dict[str, Any]] = []
     calls: dict[str, int] = {}
