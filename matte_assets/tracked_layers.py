@@ -257,11 +257,11 @@ def store_overlap_stats(group, layer_ids: list[int], n_frames: int, size: tuple[
     width, height = size
     masks = group["masks"]
     extent: dict[int, tuple[int, int]] = {}
-    for start, stop in frame_blocks(n_frames, len(layer_ids), height, width):
-        block = np.stack([masks[str(lid)][start:stop] for lid in layer_ids]) if layer_ids else np.zeros((0, stop - start, height, width), bool)
+    for start, stop in frame_blocks(n_frames, len(layer_ids), height, width) if layer_ids else []:
+        block = np.stack([masks[str(lid)][start:stop] for lid in layer_ids])
         for b in range(stop - start):
             acc.add_frame(block[:, b])
-        filled = block.reshape(len(layer_ids), stop - start, -1).any(axis=2)
+        filled = block.reshape(len(layer_ids), stop - start, height * width).any(axis=2)
         for k, lid in enumerate(layer_ids):
             hits = np.flatnonzero(filled[k])
             if hits.size:
