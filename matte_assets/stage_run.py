@@ -88,6 +88,12 @@ class StageRun:
         return dg.Output(StageResult(staged, record), data_version=dg.DataVersion(record["data_version"]), metadata=meta)
 
 
+def progress_counter(desc: str, total: int | None = None):
+    """A bar advanced by increments (`bar.update(k)`), for loops that report progress
+    through a callback (the tracking driver); interactive terminals only."""
+    return tqdm(desc=desc, total=total, unit="frame", leave=False, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
     """A progress bar on interactive terminals only (farm logs stay clean)."""
     return tqdm(items, desc=desc, total=total, unit="frame", leave=False, disable=not sys.stderr.isatty(), file=sys.stderr)

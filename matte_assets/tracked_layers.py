@@ -33,7 +33,7 @@ from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import corrections_key, settings_key
 from .stage_data import FrameMasksData, LayerMaskWriter, LayersData, PlateData, frame_blocks, write_table
-from .stage_run import StageResult, StageRun
+from .stage_run import StageResult, StageRun, progress_counter
 
 
 def reusable_previous(store: ZarrStore, shot_key: str, record: dict[str, Any]) -> LayersData | None:
@@ -175,7 +175,8 @@ def tracked_layers(
             rec.prompt_frames = sorted(automatic_prompts(decisions, lid))
         context.log.info(f"re-tracking corrected layers {sorted(retrack)}; {len(previous.layer_ids) - len(retrack & set(previous.layer_ids))} copied")
     else:
-        result = track_shot(plate.n_frames, plate.frames, frame_masks, tracker, params, sink)
+        with progress_counter("tracked_layers (forward + backward)") as bar:
+            result = track_shot(plate.n_frames, plate.frames, frame_masks, tracker, params, sink, bar.update)
         records = {lay.layer_id: lay for lay in result.layers}
         retrack = set(digests)
         decisions = [d.as_dict() for d in result.decisions]
@@ -187,7 +188,8 @@ def tracked_layers(
         for layer in prompted:
             for lo, hi in correction_reach(sorted(layer.prompts), layer.artist, plate.n_frames).values():
                 sink.clear(layer.layer_id, lo, hi)
-        corrected = track_from_prompts(plate.n_frames, plate.frames, frame_masks, tracker, params, sink, prompted)
+        with progress_counter("tracked_layers (corrections)") as bar:
+            corrected = track_from_prompts(plate.n_frames, plate.frames, frame_masks, tracker, params, sink, prompted, bar.update)
         for lay in corrected.layers:
             old = records.get(lay.layer_id)
             lay.origin = old.origin if old is not None and old.origin != "detection" else lay.origin

@@ -14,8 +14,8 @@ Conventions shared by all backends:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -111,11 +111,3 @@ class Tracker(Backend):
     @abstractmethod
     def open_session(self, frames: np.ndarray) -> TrackerSession:
         """A session over one window: frames (T, H, W, 3) uint8 in tracking order."""
-
-
-@dataclass
-class BackendSet:
-    detector: Detector
-    segmenter: Segmenter
-    tracker: Tracker
-    identities: Mapping[str, dict[str, str]] = field(default_factory=dict)

@@ -24,6 +24,8 @@ import numpy as np
 from matte_assets.errors import BackendError
 from resources.backends import Detection, Detector
 from resources.model_loading import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ModelSource,
     autocast,
     cached_model,
@@ -38,8 +40,6 @@ from resources.model_loading import (
 
 IMPL_VERSION = "1"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resized_shape(height: int, width: int, shortest: int, longest: int | None) -> tuple[int, int]:

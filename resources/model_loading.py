@@ -48,6 +48,10 @@ _HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 # `org/name` or `org/name@revision`; anything else is treated as a filesystem path.
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
+# Both GroundingDINO and SAM2 normalise with ImageNet statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def model_name(kind: str) -> str:
     return MODEL_NAMES.get(kind, kind)

@@ -28,6 +28,8 @@ import numpy as np
 from matte_assets.errors import BackendError
 from resources.backends import PointPrompt, Segmenter, Tracker, TrackerSession
 from resources.model_loading import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ModelSource,
     autocast,
     cached_model,
@@ -43,8 +45,6 @@ from resources.model_loading import (
 # Bump when preprocessing/post-processing here changes results: it is part of identity().
 IMPL_VERSION = "1"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 EDGETAM_INSTALL_HINT = (
     "EdgeTAM (tracker: edgetam) needs the optional packages timm and torchvision (timm imports "
