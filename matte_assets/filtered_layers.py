@@ -7,6 +7,7 @@ its members. Every keep / drop / merge is recorded with the values that decided 
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -16,6 +17,7 @@ from resources.project import ProjectResource
 
 from .algorithms.layer_filter import (
     FilterParams,
+    FilterRow,
     OverlapAccumulator,
     OverlapStats,
     apply_artist_decisions,
@@ -62,12 +64,12 @@ def filtered_layers(
         inputs["corrections"] = corrections.filter_digest()
     staged, record = run.begin(stage_settings(run.settings, "filtered_layers"), inputs, tracked_layers.record)
     record["lineage"]["filtered_layers"]["corrections"] = corrections.filter_entries()
-    plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()))
-    if corrections.drops() or corrections.merges():
-        try:
-            plan = apply_artist_decisions(plan, corrections.drops(), corrections.merges())
-        except ValueError as exc:
-            raise CorrectionError(f"{corrections.path}: {exc}") from None
+    try:
+        plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()), corrections.drops())
+        if corrections.merges():
+            plan = apply_artist_decisions(plan, [], corrections.merges())
+    except ValueError as exc:
+        raise CorrectionError(f"{corrections.path}: {exc}") from None
 
     width, height = tracked_layers.size
     sink = LayerMaskWriter(staged.group, tracked_layers.n_frames, height, width)
@@ -123,10 +125,16 @@ def filtered_layers(
     )
 
 
-def filter_layers(tracked: LayersData, params: FilterParams):
+def filter_layers(tracked: LayersData, params: FilterParams, dropped: Sequence[int] = ()):
     """The filter decisions from the whole-shot overlaps stored with the tracked layers
-    (computed here in one streaming pass for results stored without them)."""
+    (computed here in one streaming pass for results stored without them).
+
+    Layers an artist dropped leave before the rules run: a dropped occlusion blob must
+    not make the objects it covered look like false positives."""
     ids = tracked.layer_ids
+    unknown = sorted(set(dropped) - set(ids))
+    if unknown:
+        raise ValueError(f"cannot drop layer(s) {unknown}: no such tracked layer (layers: {ids})")
     stored = tracked.overlap_stats()
     if stored is not None:
         stats = OverlapStats(*stored)
@@ -138,7 +146,13 @@ def filter_layers(tracked: LayersData, params: FilterParams):
             for b in range(stop - start):
                 acc.add_frame(block[:, b])
         stats = acc.stats()
-    return decide(ids, list(tracked.table["label"]), stats, params)
+    labels = list(tracked.table["label"])
+    rows = [k for k, lid in enumerate(ids) if lid not in set(dropped)]
+    plan = decide([ids[k] for k in rows], [labels[k] for k in rows], stats.subset(rows), params)
+    for k, lid in enumerate(ids):
+        if lid in set(dropped):
+            plan.rows.append(FilterRow(lid, labels[k], "drop", None, "artist", "dropped by an artist correction", {}))
+    return plan
 
 
 def decision_markdown(rows: list[dict]) -> str:

@@ -198,3 +198,26 @@ def test_random_plans_are_consistent() -> None:
         flat = sorted(m for k in plan.kept for m in plan.members[k])
         assert flat == sorted(set(range(10, 10 + n)) - dropped)
         assert all(plan.members[k] == sorted(plan.members[k]) and k in plan.members[k] for k in plan.kept)
+
+
+def test_an_artist_dropped_blob_no_longer_condemns_the_objects_it_covered() -> None:
+    """Objects A, B; a blob C over both; D a duplicate of B. Every layer overlaps two
+    others, so the spec's false-positive rule drops all four. Without C (the artist
+    dropped it) A stays, and B and D merge as duplicates."""
+    from matte_assets.algorithms.layer_filter import OverlapStats
+
+    areas = np.array([100, 100, 210, 100])
+    inter = np.array(
+        [
+            [100, 0, 95, 0],
+            [0, 100, 95, 95],
+            [95, 95, 210, 95],
+            [0, 95, 95, 100],
+        ]
+    )
+    stats = OverlapStats(areas, inter)
+    params = FilterParams()
+    everything = decide([1, 2, 3, 4], ["x"] * 4, stats, params)
+    assert everything.kept == [1]  # B, the blob and the duplicate condemn each other
+    without_blob = decide([1, 2, 4], ["x"] * 3, stats.subset([0, 1, 3]), params)
+    assert without_blob.kept == [1, 2] and without_blob.members[2] == [2, 4]

@@ -48,6 +48,11 @@ class OverlapStats:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(a > 0, self.intersections / np.maximum(a, 1), 0.0)
 
+    def subset(self, rows: Sequence[int]) -> "OverlapStats":
+        """The statistics of some layers only (rows of this matrix)."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return OverlapStats(self.areas[idx], self.intersections[np.ix_(idx, idx)])
+
     def iou(self) -> np.ndarray:
         """(L, L) IoU = I / (area_A + area_B - I), 0 where the union is empty."""
         union = self.areas[:, None] + self.areas[None, :] - self.intersections
