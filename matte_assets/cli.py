@@ -124,7 +124,11 @@ def status(
         _out(line)
     head = _delivery(proj, show, shot)
     if head:
+        from .pictures import find_pictures
+
         _out(f"latest delivery: {head['folder']}")
+        for name, path in find_pictures(Path(head["folder"])).items():
+            _out(f"  {name.replace('_', ' ')}: {path}")
 
 
 @app.command()
@@ -207,6 +211,11 @@ def demo(
     from .demo import run_demo
 
     run_demo(out, n_frames=frames, width=width, height=height, echo=_out)
+
+
+from .cli_tuning import register as _register_tuning  # noqa: E402  (matte eval, matte sweep)
+
+_register_tuning(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 import numpy as np
 
+from io_managers.zarr_io_manager import open_stage
 from resources.project import ProjectResource
 
 from .algorithms.layer_filter import (
@@ -25,6 +26,7 @@ from .algorithms.layer_filter import (
     merge_frame,
 )
 from .corrections import CorrectionError, load_corrections
+from .pictures import pictures_metadata
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import corrections_key, settings_key
@@ -65,9 +67,9 @@ def filtered_layers(
     staged, record = run.begin(stage_settings(run.settings, "filtered_layers"), inputs, tracked_layers.record)
     record["lineage"]["filtered_layers"]["corrections"] = corrections.filter_entries()
     try:
-        plan = filter_layers(tracked_layers, FilterParams(**run.settings.filter.model_dump()), corrections.drops())
-        if corrections.merges():
-            plan = apply_artist_decisions(plan, [], corrections.merges())
+        plan = decide_with_corrections(
+            tracked_layers, FilterParams(**run.settings.filter.model_dump()), corrections.drops(), corrections.merges()
+        )
     except ValueError as exc:
         raise CorrectionError(f"{corrections.path}: {exc}") from None
 
@@ -112,6 +114,8 @@ def filtered_layers(
     rows = [row.as_dict() for row in plan.rows]
     staged.group.attrs.update({"n_frames": tracked_layers.n_frames, "size": [width, height], "decisions": rows})
     actions = [row["action"] for row in rows]
+    plate = open_stage(run.store, context.partition_key, "plate")
+    pictures = pictures_metadata(plate, LayersData(staged.group, record), f"{context.partition_key} filtered layers")
     return run.output(
         staged,
         record,
@@ -121,8 +125,18 @@ def filtered_layers(
             "merged": actions.count("merge"),
             "layers": dg.MetadataValue.json(dict(zip(names, [plan.members[lid] for lid in plan.kept]))),
             "decisions": dg.MetadataValue.md(decision_markdown(rows)),
+            **pictures,
         },
     )
+
+
+def decide_with_corrections(
+    tracked: LayersData, params: FilterParams, drops: Sequence[int] = (), merges: dict[int, int] | None = None
+):
+    """The stage's decisions: artist drops leave before the rules, merges override
+    them after. `matte sweep` calls this too, so a sweep point is what the stage does."""
+    plan = filter_layers(tracked, params, drops)
+    return apply_artist_decisions(plan, [], merges) if merges else plan
 
 
 def filter_layers(tracked: LayersData, params: FilterParams, dropped: Sequence[int] = ()):

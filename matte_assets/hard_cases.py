@@ -268,19 +268,30 @@ def run_case(
     }
 
 
-def _current_rss_mb() -> float:
+def _proc_status_mb(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return float("nan")
+    return None
+
+
+def _current_rss_mb() -> float:
+    value = _proc_status_mb("VmRSS")
+    return float("nan") if value is None else value
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss: KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak RSS of this process. Linux: VmHWM, the high-water mark of this process's own
+    memory map. Not ru_maxrss: a child started by vfork + exec (Python's subprocess)
+    inherits the parent's high-water mark in ru_maxrss, so a large parent (a benchmark,
+    pytest) would hide the child's own figure."""
+    value = _proc_status_mb("VmHWM")
+    if value is not None:
+        return value
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
@@ -291,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="length of the long shot")
     parser.add_argument("--scale", type=int, default=1, help="frame size of the long shot, x 96x54")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--block-bytes", type=int, default=None,
+        help="cap on the mask blocks the layer stages read at once (stage_data.BLOCK_BYTES); for memory measurements",
+    )
     args = parser.parse_args(argv)
+    if args.block_bytes:
+        from . import stage_data
+
+        stage_data.BLOCK_BYTES = args.block_bytes  # read by frame_blocks at call time
     if args.root.exists() and any(args.root.iterdir()):
         parser.error(f"{args.root}: exists and is not empty")
     os.environ.setdefault("TQDM_DISABLE", "1")

@@ -27,6 +27,7 @@ from .media.exr import write_exr
 from .media.scale import upscale_mask
 from .media.sequence import hash_file
 from .partitions import shots
+from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
 from .stage_data import LayersData, PlateData
 from .stage_run import StageResult, StageRun, progress
@@ -117,6 +118,9 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             folder = shot_dir / f"v{existing:03d}"
             return existing, folder, read_manifest(folder)["files"], content, True
         channels_list = [f"{n}.A" for n in names] + ["A"]
+        # Contact sheet and preview travel with the version (written before the rename).
+        write_pictures(writer.staging_dir, picture_stem(shot, writer.version), plate, filtered_layers,
+                       title=f"{show}/{shot} v{writer.version:03d}")
         folder = writer.commit(content, {"files": files, "channels": channels_list, "content_key": content_key, **common})
         return writer.version, folder, files, content, False
 
@@ -200,5 +204,6 @@ def mattes(
             "layers": ", ".join(names) or "(none)",
             "reused_existing_version": reused,
             "resolution": f"{full_size[0]}x{full_size[1]}",
+            **{name: dg.MetadataValue.path(str(path)) for name, path in find_pictures(Path(folder)).items()},
         },
     )

@@ -37,10 +37,11 @@ def layer_colour(k: int) -> tuple[int, int, int]:
 
 
 def layer_labels(layers: LayersData) -> list[str]:
-    """Delivery names for filtered layers (`moving1`), `<label>#<id>` for tracked ones."""
-    if "name" in layers.table:
-        return [str(n) for n in layers.table["name"]]
-    return [f"{label}#{lid}" for label, lid in zip(layers.table["label"], layers.layer_ids)]
+    """Delivery names for filtered layers (`moving1`), `<label>#<id>` for tracked ones
+    (as `matte eval` names them)."""
+    from .evaluation import layer_display_names
+
+    return layer_display_names(layers)
 
 
 def sample_indices(n_frames: int, count: int) -> list[int]:
@@ -250,13 +251,13 @@ def preview(
     return buf.getvalue()
 
 
-def dagster_image_metadata(image: bytes, title: str):
-    """A `dagster.MetadataValue.md` showing the image inline (base64 data URI; PNG, GIF,
-    JPEG or WebP, detected from the bytes)."""
+def dagster_image_metadata(png: bytes, title: str):
+    """A `dagster.MetadataValue.md` showing the image inline as a base64 data URI. `png`
+    may also hold JPEG, GIF or WebP bytes (the type is read from the bytes)."""
     import dagster as dg
 
-    mime = _mime(image)
-    encoded = base64.b64encode(image).decode("ascii")
+    mime = _mime(png)
+    encoded = base64.b64encode(png).decode("ascii")
     return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:{mime};base64,{encoded})")
 
 
@@ -312,3 +313,20 @@ def write_pictures(folder: Path, stem: str, plate: PlateData, layers: LayersData
         tmp.write_bytes(data[key])
         os.replace(tmp, path)
     return out
+
+
+def picture_stem(shot: str, version: int) -> str:
+    """`sh010_matte_v003`: pictures named like the version's EXRs, without the frame."""
+    return f"{shot}_matte_v{version:03d}"
+
+
+def find_pictures(folder: Path) -> dict[str, Path]:
+    """The contact sheet and preview in a folder (a delivered version), if any; what
+    `matte status` points at."""
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for key, pattern in (("contact_sheet", "*_contact.png"), ("preview", "*_preview.webp")):
+        hits = sorted(folder.glob(pattern))
+        if hits:
+            found[key] = hits[-1]
+    return found

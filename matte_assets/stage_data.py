@@ -168,7 +168,7 @@ class FrameMasksData:
 
 
 # -- layers (tracked and filtered) -------------------------------------------------------
-BLOCK_BYTES = 64 << 20  # frames per block are chosen so one block of masks stays under this
+BLOCK_BYTES = 16 << 20  # one block of masks (all layers) stays under this; a stage holds a few copies
 
 
 def frame_blocks(n_frames: int, n_layers: int, height: int, width: int) -> list[tuple[int, int]]:

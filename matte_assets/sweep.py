@@ -159,9 +159,10 @@ def run_sweep(
     artist: tuple[list[int], dict[int, int]] | None = None,
     bound_th: float = DAVIS_BOUND_TH,
 ) -> SweepResult:
-    """Decide every grid point's plan on `tracked` (with the artist's drops / merges, as
-    the stage does) and, given a truth, score every distinct plan in one pass."""
-    from .filtered_layers import filter_layers, layer_names
+    """Decide every grid point's plan on `tracked` (with the artist's drops and merges,
+    `artist` = (drops, {layer: into}), as the stage applies them) and, given a truth,
+    score every distinct plan in one pass."""
+    from .filtered_layers import decide_with_corrections, layer_names
 
     points = grid_points(base, grid)
     ids = tracked.layer_ids
@@ -171,16 +172,14 @@ def run_sweep(
     signature_index: dict[tuple, int] = {}
     rows: list[SweepRow] = []
     started = time.perf_counter()
+    drops, merges = artist or ([], {})
     for settings in points:
         t0 = time.perf_counter()
-        plan = filter_layers(tracked, FilterParams(**settings))
-        if artist and (artist[0] or artist[1]):
-            from .algorithms.layer_filter import apply_artist_decisions
-
-            try:
-                plan = apply_artist_decisions(plan, artist[0], artist[1])
-            except ValueError as exc:
-                raise MatteError(f"artist corrections: {exc}") from None
+        # As the filtered_layers stage: artist drops leave before the rules, merges after.
+        try:
+            plan = decide_with_corrections(tracked, FilterParams(**settings), drops, merges)
+        except ValueError as exc:
+            raise MatteError(f"artist corrections: {exc}") from None
         decide_ms = 1000 * (time.perf_counter() - t0)
         sig = _plan_signature(plan)
         if sig not in signature_index:

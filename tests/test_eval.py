@@ -307,6 +307,7 @@ def test_eval_command_errors(ran_project: Path, tmp_path: Path, capsys: pytest.C
     assert "no shot 'other'" in capsys.readouterr().err
     # Truth frames that miss the shot entirely.
     far = tmp_path / "far"
-    shutil.copy(next(truth.glob("disc.*.png")), far.mkdir() or far / "disc.5001.png")
+    far.mkdir()
+    shutil.copy(next(truth.glob("disc.*.png")), far / "disc.5001.png")
     assert _matte(["eval", f"{SHOW}/{SHOT}", "--truth", str(far), *base]) == 1
     assert "truth frames 5001-5001 do not overlap the scored frames 1001-1012" in capsys.readouterr().err
