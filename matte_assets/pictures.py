@@ -276,23 +276,32 @@ def _mime(data: bytes) -> str:
 METADATA_BUDGET = 256 << 10  # bytes of images per materialisation (they live in the event log)
 
 
-def pictures_metadata(plate: PlateData, layers: LayersData, title: str, *, budget: int = METADATA_BUDGET) -> dict:
-    """Metadata for a `filtered_layers` / `mattes` materialisation: the contact sheet
-    and the preview, inline. Metadata lives in the Dagster event log (a row per event;
-    MySQL's TEXT column holds 64 KB, Dagster+ rejects large requests), so the inline
-    copies are small: the sheet as JPEG with 240 px tiles, the preview at 240 px and at
-    most 24 frames, fewer if the two together exceed `budget` (then none). The full-size
-    PNG / WebP are the files `write_pictures` writes."""
+def metadata_pictures(plate: PlateData, layers: LayersData, title: str, *, budget: int = METADATA_BUDGET) -> dict[str, bytes]:
+    """The small inline images for a materialisation: the contact sheet as JPEG with
+    240 px tiles, the preview at 240 px and at most 24 frames, fewer if the two together
+    exceed `budget` (then no preview). Metadata lives in the Dagster event log (a row
+    per event; MySQL's TEXT column holds 64 KB, Dagster+ rejects large requests). The
+    full-size PNG / WebP are the files `write_pictures` writes."""
     sheet = contact_sheet(plate, layers, n_frames=8, columns=4, tile_width=240, title=title, format="jpeg")
     frames = 24
     anim = preview(plate, layers, max_frames=frames, width=240)
     while len(sheet) + len(anim) > budget and frames > 6:
         frames //= 2
         anim = preview(plate, layers, max_frames=frames, width=240)
-    out = {"contact_sheet": dagster_image_metadata(sheet, f"{title}: contact sheet")}
+    out = {"contact_sheet": sheet}
     if len(sheet) + len(anim) <= budget:
-        out["preview"] = dagster_image_metadata(anim, f"{title}: preview")
+        out["preview"] = anim
     return out
+
+
+def pictures_metadata_from(images: dict[str, bytes], title: str) -> dict:
+    return {name: dagster_image_metadata(data, f"{title}: {name.replace('_', ' ')}") for name, data in images.items()}
+
+
+def pictures_metadata(plate: PlateData, layers: LayersData, title: str, *, budget: int = METADATA_BUDGET) -> dict:
+    """Metadata for a `filtered_layers` / `mattes` materialisation: contact sheet and
+    preview inline (see `metadata_pictures`)."""
+    return pictures_metadata_from(metadata_pictures(plate, layers, title, budget=budget), title)
 
 
 def write_pictures(folder: Path, stem: str, plate: PlateData, layers: LayersData, *, title: str | None = None) -> dict[str, Path]:

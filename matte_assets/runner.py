@@ -178,10 +178,12 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
     if selected:
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
+        # Observe the sources of the stages that run: a source whose data version changed
+        # always has its stage selected, so the others' last observations still hold.
         selection = [
-            PLATE_FILES_KEY,
-            *(settings_key(s) for s in STAGES),
-            *(corrections_key(s) for s in CORRECTION_STAGES),
+            *([PLATE_FILES_KEY] if "plate" in selected else []),
+            *(settings_key(s) for s in STAGES if s in selected),
+            *(corrections_key(s) for s in CORRECTION_STAGES if s in selected),
             *(dg.AssetKey(s) for s in STAGES if s in selected),
         ]
         result = job.execute_in_process(

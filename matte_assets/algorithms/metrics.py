@@ -13,9 +13,15 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .geometry import areas, pairwise_intersections
+
+
+def _assignment():
+    # scipy costs ~0.4 s to import; only scoring needs it, not every CLI call.
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment
 
 
 @dataclass
@@ -66,7 +72,7 @@ class JAccumulator:
         j = self._j_sum / self.n_frames
         assignment: dict[int, int] = {}
         if self.n_layers:
-            rows, cols = linear_sum_assignment(j, maximize=True)
+            rows, cols = _assignment()(j, maximize=True)
             assignment = {int(r): int(c) for r, c in zip(rows, cols)}
         per_object = np.array([j[o, assignment[o]] if o in assignment else 0.0 for o in range(self.n_objects)])
         return MatchResult(
