@@ -124,12 +124,24 @@ def test_duplicate_chain_by_union_find_and_equal_area_tie() -> None:
     assert plan.action_of(3).values["iou_with_survivor"] == pytest.approx(180 / 220)
 
 
-def test_three_duplicates_are_false_positives_under_the_spec_order() -> None:
-    # Rule (a) runs first over all layers: near-identical triples overlap two others.
+def test_three_duplicates_lose_one_to_the_iterative_false_positive_rule() -> None:
+    # Near-identical triples each overlap two others. Judged all at once (the paper's
+    # wording) all three would go; judged iteratively one goes (tie: lowest id), the
+    # other two then overlap only each other and merge as duplicates.
     a, b, c = rect(0, 0, 20, 10), rect(1, 0, 21, 10), rect(2, 0, 22, 10)
     plan = plan_for([a, b, c])
-    assert plan.kept == []
-    assert {r.rule for r in plan.rows} == {"false_positive"}
+    assert plan.action_of(1).rule == "false_positive"
+    assert plan.kept == [2] and plan.members == {2: [2, 3]}
+    assert plan.action_of(3).rule == "duplicate"
+
+
+def test_a_group_mask_goes_and_the_objects_it_covered_stay() -> None:
+    # Two touching objects and a box around both: every layer overlaps the other two.
+    a, b = rect(0, 0, 10, 10), rect(9, 0, 19, 10)
+    group = rect(0, 0, 20, 10)
+    plan = plan_for([a, b, group])
+    assert plan.action_of(3).rule == "false_positive"
+    assert plan.kept == [1, 2]
 
 
 def test_part_chain_resolves_to_the_final_whole() -> None:
@@ -201,9 +213,9 @@ def test_random_plans_are_consistent() -> None:
 
 
 def test_an_artist_dropped_blob_no_longer_condemns_the_objects_it_covered() -> None:
-    """Objects A, B; a blob C over both; D a duplicate of B. Every layer overlaps two
-    others, so the spec's false-positive rule drops all four. Without C (the artist
-    dropped it) A stays, and B and D merge as duplicates."""
+    """Objects A, B; a blob C over both; D a duplicate of B. The iterative rule drops C
+    first (most overlaps) and keeps the rest; with C dropped by the artist beforehand
+    the outcome is the same, and the artist's drop is what the decision table shows."""
     from matte_assets.algorithms.layer_filter import OverlapStats
 
     areas = np.array([100, 100, 210, 100])
@@ -218,6 +230,6 @@ def test_an_artist_dropped_blob_no_longer_condemns_the_objects_it_covered() -> N
     stats = OverlapStats(areas, inter)
     params = FilterParams()
     everything = decide([1, 2, 3, 4], ["x"] * 4, stats, params)
-    assert everything.kept == [1]  # B, the blob and the duplicate condemn each other
+    assert everything.kept == [1, 2] and everything.action_of(3).rule == "false_positive"
     without_blob = decide([1, 2, 4], ["x"] * 3, stats.subset([0, 1, 3]), params)
     assert without_blob.kept == [1, 2] and without_blob.members[2] == [2, 4]

@@ -155,26 +155,39 @@ def decide(layer_ids: Sequence[int], labels: Sequence[str], stats: OverlapStats,
     rows: list[FilterRow] = []
     order = sorted(ids)
 
-    # (a) empty layers and false positives, judged against all layers.
+    # (a) empty layers, then false positives. Judged iteratively: the layer overlapping
+    # the most others goes first (ties: the larger, then the lower id), and the counts
+    # are taken again without it. A group mask covering two objects is then dropped
+    # while the objects it covered survive; judged all at once, each object would also
+    # count the group mask (and the other object or a duplicate) and be dropped with it.
     remaining: list[int] = []
     for a in order:
         if area[a] == 0:
             rows.append(FilterRow(a, label[a], DROP, None, "empty", f"{name(a)} is empty in every frame", {"area": 0}))
-            continue
-        hits = [b for b in order if b != a and s(a, b) >= params.sim_false_positive]
-        if len(hits) >= params.sim_false_positive_count:
-            fv = {
-                "area": area[a], "overlapped": hits, "sims": [_r(s(a, b)) for b in hits],
-                "sim_false_positive": params.sim_false_positive, "count": len(hits),
-                "sim_false_positive_count": params.sim_false_positive_count,
-            }
-            reason = (
-                f"{name(a)} overlaps {len(hits)} layers ({', '.join(name(b) for b in hits)}) with "
-                f"Sim >= {params.sim_false_positive}: a box around several objects"
-            )
-            rows.append(FilterRow(a, label[a], DROP, None, "false_positive", reason, fv))
-            continue
-        remaining.append(a)
+        else:
+            remaining.append(a)
+    while True:
+        worst = None
+        for a in remaining:
+            hits = [b for b in remaining if b != a and s(a, b) >= params.sim_false_positive]
+            if len(hits) >= params.sim_false_positive_count:
+                rank = (len(hits), area[a], -a)
+                if worst is None or rank > worst[0]:
+                    worst = (rank, a, hits)
+        if worst is None:
+            break
+        _, a, hits = worst
+        fv = {
+            "area": area[a], "overlapped": hits, "sims": [_r(s(a, b)) for b in hits],
+            "sim_false_positive": params.sim_false_positive, "count": len(hits),
+            "sim_false_positive_count": params.sim_false_positive_count,
+        }
+        reason = (
+            f"{name(a)} overlaps {len(hits)} layers ({', '.join(name(b) for b in hits)}) with "
+            f"Sim >= {params.sim_false_positive}: a box around several objects"
+        )
+        rows.append(FilterRow(a, label[a], DROP, None, "false_positive", reason, fv))
+        remaining.remove(a)
 
     # (b) duplicates: union-find over all pairs with IoU >= duplicate_iou.
     parent = {a: a for a in remaining}
