@@ -111,7 +111,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                     files.append(pending.popleft().result())
             files.extend(f.result() for f in pending)
 
-        content = pixels.hexdigest()
+        # The delivered content is the pixels *as encoded*: a compression change is new files.
+        content = digest({"pixels": pixels.hexdigest(), "deliver": run.settings.deliver.model_dump()}, length=64)
         existing = find_version_with_digest(shot_dir, content)
         if existing is not None:
             writer.abort()  # identical pixels already delivered: reuse that version

@@ -249,3 +249,15 @@ def test_mixed_resolutions_fail_naming_both_files(tmp_path: Path) -> None:
     write_rgb_exr(path, np.zeros((50, 80, 3), np.float32))
     with pytest.raises(PlateError, match=r"mixed resolutions: .*sh010\.1003\.exr.*sh010\.1001\.exr"):
         run_shot(project, SHOW, SHOT, echo=quiet)
+
+
+def test_compression_change_delivers_new_files(project_copy) -> None:
+    from matte_assets.media.exr import read_exr_header
+
+    edit_show(project_copy, lambda d: d.setdefault("deliver", {}).update(compression="piz"))
+    states = outcomes(run_shot(project_copy, SHOW, SHOT, echo=quiet))
+    assert states["mattes"] == "ran" and states["filtered_layers"] == "reused"
+    manifest = open_stage(ZarrStore(project_copy.store_url), KEY, "mattes")
+    assert manifest["version"] == 2 and not manifest["reused_existing_version"]
+    header = read_exr_header(Path(manifest["files"][0]["path"]))
+    assert header["compression"] == "piz"
