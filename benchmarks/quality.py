@@ -9,7 +9,7 @@ identity switches. Variants (not guarded by tests) locate a limit next to a case
 
 Memory: the long shot (96x54) runs at 250 and 1,000 frames, one process each, and
 reports each process's peak RSS; then again with the layer stages' mask blocks capped
-at 1 MB (`stage_data.BLOCK_BYTES` is 64 MB, which at 96x54 holds the whole shot).
+at 1 MB (`stage_data.BLOCK_BYTES`, 16 MB, holds a whole 96x54 shot of up to ~1,600 frames).
 
 Sweep: on the baseline case's project, a 3-point and a 20-point sweep of the filter
 settings with the truth (decisions per point, the shared scoring pass, wall).
@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from matte_assets.stage_data import BLOCK_BYTES
 from matte_assets.hard_cases import CASE_INFO, SHOT, SHOW, VARIANT_INFO, run_case
 
 
@@ -113,7 +114,7 @@ def markdown(rows: list[dict], memory: list[dict], sweeps: list[dict]) -> str:
         lines += ["", "| long shot (96x54) | mask blocks | J | layers | seconds | RSS before run (MB) | peak RSS (MB) |",
                   "|---|---|---|---|---|---|---|"]
         for m in memory:
-            lines.append(f"| {m['frames']} frames | {'1 MB' if m['block_bytes'] else '64 MB (default)'} | {m['j']:.3f} | "
+            lines.append(f"| {m['frames']} frames | {'1 MB' if m['block_bytes'] else f'{BLOCK_BYTES >> 20} MB (default)'} | {m['j']:.3f} | "
                          f"{m['layers']} | {m['seconds']:.1f} | {m['rss_before_run_mb']:.0f} | {m['peak_rss_mb']:.0f} |")
     if sweeps:
         lines += ["", "| sweep | points | distinct plans | decisions per point (ms) | scoring pass (s) | wall (s) |",
