@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from matte_assets.stage_data import BLOCK_BYTES
 from matte_assets.hard_cases import CASE_INFO, SHOT, SHOW, VARIANT_INFO, run_case
+from matte_assets.stage_data import BLOCK_BYTES
 
 
 def run_cases(names: list[str]) -> tuple[list[dict], Path | None]:

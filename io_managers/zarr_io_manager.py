@@ -15,7 +15,13 @@ import dagster as dg
 from upath import UPath
 
 from matte_assets.config import Project, split_shot_ref
-from matte_assets.stage_data import DetectionTable, FrameMasksData, LayersData, PlateData, read_table
+from matte_assets.stage_data import (
+    DetectionTable,
+    FrameMasksData,
+    LayersData,
+    PlateData,
+    read_table,
+)
 
 from .zarr_store import ZarrStore
 

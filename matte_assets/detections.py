@@ -6,8 +6,8 @@ Table columns: frame_index, frame (VFX number), label, score, x0 y0 x1 y1 (plate
 from collections import Counter
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import numpy as np
+from dagster import AssetExecutionContext
 
 from resources.project import BackendsResource, ProjectResource
 

@@ -10,8 +10,8 @@ import re
 from collections.abc import Sequence
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import numpy as np
+from dagster import AssetExecutionContext
 
 from io_managers.zarr_io_manager import open_stage
 from resources.project import ProjectResource
@@ -26,9 +26,9 @@ from .algorithms.layer_filter import (
     merge_frame,
 )
 from .corrections import CorrectionError, load_corrections
-from .pictures import metadata_pictures, pictures_metadata_from
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
+from .pictures import metadata_pictures, pictures_metadata_from
 from .sources import corrections_key, settings_key
 from .stage_data import LayerMaskWriter, LayersData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun, progress

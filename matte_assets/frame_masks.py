@@ -5,15 +5,21 @@ detections with the segmenter's quality and the mask area."""
 
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import numpy as np
+from dagster import AssetExecutionContext
 
 from resources.project import BackendsResource, ProjectResource
 
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
-from .stage_data import DetectionTable, PlateData, create_mask_array, stored_bytes, write_table
+from .stage_data import (
+    DetectionTable,
+    PlateData,
+    create_mask_array,
+    stored_bytes,
+    write_table,
+)
 from .stage_run import StageResult, StageRun, progress
 
 

@@ -28,7 +28,14 @@ import cv2
 import numpy as np
 import yaml
 
-from .synthetic import Keyframe, SyntheticObject, SyntheticShot, demo_shot, render_frame, truth_masks
+from .synthetic import (
+    Keyframe,
+    SyntheticObject,
+    SyntheticShot,
+    demo_shot,
+    render_frame,
+    truth_masks,
+)
 
 SHOW, SHOT = "hard", "case"
 W, H = 320, 180  # case size: small enough to run every case in CI

@@ -14,15 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import numpy as np
+from dagster import AssetExecutionContext
 
 from resources.project import ProjectResource
 
 from . import __version__
 from .config import split_shot_ref
 from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
-from .media.delivery import ContentDigest, VersionWriter, find_version_with_digest, list_versions, read_manifest
+from .media.delivery import (
+    ContentDigest,
+    VersionWriter,
+    find_version_with_digest,
+    list_versions,
+    read_manifest,
+)
 from .media.exr import write_exr
 from .media.scale import upscale_mask
 from .media.sequence import hash_file

@@ -18,13 +18,28 @@ import dagster as dg
 from io_managers.zarr_store import ZarrStore
 from resources import registry
 
-from .config import Project, partition_key
 from . import errors
+from .config import Project, partition_key
 from .errors import MatteError, StoreError
-from .lineage import BACKEND_ROLE, CODE_VERSIONS, STAGES, UPSTREAM, fingerprint, plate_files_version, settings_changes, stage_settings
+from .lineage import (
+    BACKEND_ROLE,
+    CODE_VERSIONS,
+    STAGES,
+    UPSTREAM,
+    fingerprint,
+    plate_files_version,
+    settings_changes,
+    stage_settings,
+)
 from .partitions import shots
 from .plate_files import hash_plate_files
-from .sources import CORRECTION_STAGES, PLATE_FILES_KEY, corrections_key, corrections_version, settings_key
+from .sources import (
+    CORRECTION_STAGES,
+    PLATE_FILES_KEY,
+    corrections_key,
+    corrections_version,
+    settings_key,
+)
 
 
 @dataclass

@@ -28,11 +28,18 @@ from .algorithms.tracking import (
     track_from_prompts,
     track_shot,
 )
-from .corrections import Corrections, CorrectionError, load_corrections
+from .corrections import CorrectionError, Corrections, load_corrections
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import corrections_key, settings_key
-from .stage_data import FrameMasksData, LayerMaskWriter, LayersData, PlateData, frame_blocks, write_table
+from .stage_data import (
+    FrameMasksData,
+    LayerMaskWriter,
+    LayersData,
+    PlateData,
+    frame_blocks,
+    write_table,
+)
 from .stage_run import StageResult, StageRun, progress_counter
 
 

@@ -23,7 +23,14 @@ from scipy import ndimage
 from scipy.special import expit, logsumexp
 
 from matte_assets.errors import BackendError
-from resources.backends import Detection, Detector, PointPrompt, Segmenter, Tracker, TrackerSession
+from resources.backends import (
+    Detection,
+    Detector,
+    PointPrompt,
+    Segmenter,
+    Tracker,
+    TrackerSession,
+)
 
 Box = tuple[float, float, float, float]
 

@@ -186,7 +186,12 @@ def write_tiny_sam2(folder: Path, seed: int = SEED, image_only: bool = False) ->
 def write_tiny_edgetam(folder: Path, seed: int = SEED) -> Path:
     """Needs timm (and torchvision); callers skip when it is not importable."""
     import torch
-    from transformers import EdgeTamVideoConfig, EdgeTamVideoModel, EdgeTamVisionConfig, TimmWrapperConfig
+    from transformers import (
+        EdgeTamVideoConfig,
+        EdgeTamVideoModel,
+        EdgeTamVisionConfig,
+        TimmWrapperConfig,
+    )
 
     size, hidden = TINY_SIZE, 128  # > the 64-wide memory: object pointers are split into it
     vision = EdgeTamVisionConfig(

@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from matte_assets.config import Project, ShowFile, add_shot, init_project, prompt_labels, split_shot_ref
+from matte_assets.config import (
+    Project,
+    ShowFile,
+    add_shot,
+    init_project,
+    prompt_labels,
+    split_shot_ref,
+)
 from matte_assets.errors import ConfigError
 
 

@@ -18,7 +18,11 @@ import yaml
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
-from matte_assets.corrections import CorrectionError, load_corrections, record_correction
+from matte_assets.corrections import (
+    CorrectionError,
+    load_corrections,
+    record_correction,
+)
 from matte_assets.evaluation import score_delivery
 from matte_assets.runner import run_shot
 from matte_assets.synthetic import small_shot

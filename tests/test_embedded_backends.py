@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from matte_assets.errors import BackendError
-from matte_assets.synthetic import SyntheticObject, SyntheticShot, mask_box, render_display, small_shot
+from matte_assets.synthetic import (
+    SyntheticObject,
+    SyntheticShot,
+    mask_box,
+    render_display,
+    small_shot,
+)
 from resources.backends import Detection, PointPrompt
 from resources.embedded import (
     FlowTracker,

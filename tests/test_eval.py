@@ -22,7 +22,13 @@ from matte_assets.algorithms.metrics import (
     seg2bmap,
 )
 from matte_assets.errors import MatteError
-from matte_assets.evaluation import evaluate_delivery, evaluate_layers, load_truth, read_truth_mask, score_delivery
+from matte_assets.evaluation import (
+    evaluate_delivery,
+    evaluate_layers,
+    load_truth,
+    read_truth_mask,
+    score_delivery,
+)
 
 from .conftest import SHOT, SHOW
 

@@ -413,7 +413,11 @@ def test_original_key_mapping_covers_published_sizes(preset):
     or, failing that, from the tensor shapes."""
     from transformers import Sam2VideoModel
 
-    from resources.sam2_checkpoint import convert_state_dict, detect_preset, preset_config
+    from resources.sam2_checkpoint import (
+        convert_state_dict,
+        detect_preset,
+        preset_config,
+    )
 
     with torch.device("meta"):
         model = Sam2VideoModel(preset_config(preset))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from matte_assets.algorithms.windows import backward_windows, forward_windows, is_prompt_frame, window_frames
+from matte_assets.algorithms.windows import (
+    backward_windows,
+    forward_windows,
+    is_prompt_frame,
+    window_frames,
+)
 
 
 def test_forward_example_from_the_spec() -> None:

@@ -447,7 +447,7 @@ def track_from_prompts(
             layer.prompts[frames[0]], ARTIST_QUALITY,
         )
 
-        def seed(frame: int) -> TrackedObject:
+        def seed(frame: int, layer: PromptedLayer = layer) -> TrackedObject:
             return TrackedObject(layer.layer_id, layer.label, np.asarray(layer.prompts[frame], bool), ARTIST_QUALITY)
 
         for a, (lo, hi) in sorted(correction_reach(frames, artist, n_frames).items()):

@@ -3,7 +3,11 @@
 # torchvision's registry wheels are CUDA builds that cannot import on CPU torch. The
 # stub lets timm import so the real EdgeTAM model (RepViT backbone) runs; nothing it
 # provides is called. Never on sys.path outside that subprocess.
-import sys, types, importlib.abc, importlib.machinery
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
 
 class _Meta(type):
     def __getattr__(cls, name):
