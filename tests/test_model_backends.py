@@ -494,7 +494,10 @@ def test_edgetam_broken_timm_import_is_a_clear_error(monkeypatch, models):
     assert load_sam2_tracker(str(models["sam2"]), "cpu") is not None
 
 
-@pytest.mark.skipif(not _timm_importable(), reason="EdgeTAM needs timm (pip install 'matte-pipeline[edgetam]')")
+@pytest.mark.skipif(
+    not _timm_importable(),
+    reason="timm cannot be imported in this process (no torchvision); tests/test_edgetam.py runs EdgeTAM in a subprocess",
+)
 def test_edgetam_tracker_runs(tmp_path, frames):
     folder = write_tiny_edgetam(tmp_path / "edgetam-tiny")
     tracker = load_edgetam_tracker(str(folder), "cpu")
