@@ -103,6 +103,17 @@ def write_tiny_grounding_dino(folder: Path, seed: int = SEED, num_queries: int =
     return folder
 
 
+def _tiny_heads(hidden: int, size: int) -> dict:
+    """Prompt encoder and mask decoder settings shared by the tiny SAM2 and EdgeTAM."""
+    return {
+        "prompt_encoder_config": {"hidden_size": hidden, "image_size": size, "patch_size": 16, "mask_input_channels": 8},
+        "mask_decoder_config": {
+            "hidden_size": hidden, "mlp_dim": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "iou_head_hidden_dim": 32,
+        },
+        "image_size": size,
+    }
+
+
 def tiny_sam2_video_config(size: int = TINY_SIZE, hidden: int = 128):
     from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VisionConfig
 
@@ -125,15 +136,7 @@ def tiny_sam2_video_config(size: int = TINY_SIZE, hidden: int = 128):
     )
     return Sam2VideoConfig(
         vision_config=vision,
-        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": 16, "mask_input_channels": 8},
-        mask_decoder_config={
-            "hidden_size": hidden,
-            "mlp_dim": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "iou_head_hidden_dim": 32,
-        },
-        image_size=size,
+        **_tiny_heads(hidden, size),
         memory_attention_hidden_size=hidden,
         memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=64,
@@ -205,15 +208,7 @@ def write_tiny_edgetam(folder: Path, seed: int = SEED) -> Path:
     )
     config = EdgeTamVideoConfig(
         vision_config=vision,
-        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": 16, "mask_input_channels": 8},
-        mask_decoder_config={
-            "hidden_size": hidden,
-            "mlp_dim": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "iou_head_hidden_dim": 32,
-        },
-        image_size=size,
+        **_tiny_heads(hidden, size),
         memory_attention_hidden_size=hidden,
         memory_attention_num_layers=1,
         memory_attention_mlp_hidden_size=64,
