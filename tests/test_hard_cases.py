@@ -5,7 +5,6 @@ Also: the synthetic options the cases use, and that they leave the demo plates a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -94,21 +93,42 @@ def test_long_shot_memory_does_not_grow_with_length(tmp_path: Path) -> None:
 # --- synthetic options ------------------------------------------------------------------------
 
 
-def test_demo_and_small_shots_render_bit_identically() -> None:
-    # Digest of the renders before the hard-case options existed (stored plates, the
-    # demo's truth and other tests depend on them).
-    h = hashlib.sha256()
+RENDER_REFERENCE = Path(__file__).parent / "data" / "render_reference.npz"
+
+
+def _render_summary() -> dict[str, np.ndarray]:
+    """8x8 block means of the rendered plates and truth masks, plus exact mask areas."""
+    out: dict[str, np.ndarray] = {}
     shots = [demo_shot(320, 180, 12), small_shot(), demo_shot()]
     for s, shot in enumerate(shots):
         for i in range(shot.n_frames) if s < 2 else (0, 30):
             img, masks = render_frame(shot, i)
-            h.update(img.tobytes())
+            truth = dict(sorted(ground_truth_masks(shot, i, visible=False).items()))
+            h, w = img.shape[0] // 8 * 8, img.shape[1] // 8 * 8
+            pool = lambda a: a[:h, :w].reshape(h // 8, 8, w // 8, 8, *a.shape[2:]).mean(axis=(1, 3))
+            out[f"{s}/{i}/image"] = pool(img.astype(np.float32))
             for k in sorted(masks):
-                h.update(k.encode())
-                h.update(masks[k].tobytes())
-            for _, m in sorted(ground_truth_masks(shot, i, visible=False).items()):
-                h.update(m.tobytes())
-    assert h.hexdigest() == "00dda86a3414c2464129cf5d630a605cc99f4beadd30298a20cb8789ce5126cd"
+                out[f"{s}/{i}/mask/{k}"] = pool(masks[k].astype(np.float32))
+            out[f"{s}/{i}/areas"] = np.array([m.sum() for m in (*masks.values(), *truth.values())], np.int64)
+    return out
+
+
+def test_demo_and_small_shots_render_as_before() -> None:
+    # Stored plates, the demo's truth and other tests depend on these renders. Compared with
+    # a tolerance, not a digest: OpenCV/numpy pick SIMD kernels per CPU, so the last bits of a
+    # float render differ between machines; a change to the generator moves far more.
+    summary = _render_summary()
+    if os.environ.get("MATTE_UPDATE_GOLDEN"):
+        RENDER_REFERENCE.parent.mkdir(exist_ok=True)
+        np.savez_compressed(RENDER_REFERENCE, **{k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in summary.items()})
+    ref = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in np.load(RENDER_REFERENCE).items()}
+    assert sorted(ref) == sorted(summary)
+    for key, value in summary.items():
+        if key.endswith("/areas"):
+            # A pixel or two of anti-aliasing may flip at the edges.
+            np.testing.assert_allclose(value, ref[key], rtol=0.002, atol=3, err_msg=key)
+        else:
+            np.testing.assert_allclose(value, ref[key], atol=0.5 if key.endswith("/image") else 0.02, err_msg=key)
 
 
 def _quiet(shot: SyntheticShot) -> SyntheticShot:
