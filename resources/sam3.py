@@ -116,6 +116,15 @@ def _load_detector_model(src: ModelSource):
 def _load_tokenizer(src: ModelSource):
     from transformers import AutoTokenizer
 
+    folder = src.path
+    # Without its files transformers would build an empty CLIP tokenizer and run anyway.
+    if not (folder / "tokenizer.json").is_file() and not (
+        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    ):
+        raise BackendError(
+            f"SAM 3 weights {src.spec} ({folder}) have no text tokenizer: expected tokenizer.json, "
+            "or vocab.json + merges.txt, beside config.json (as in facebook/sam3)"
+        )
     try:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(str(src.path), local_files_only=True)

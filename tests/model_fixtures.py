@@ -463,7 +463,7 @@ def tiny_sam3_video_config(vocab_size: int, size: int = SAM3_TINY_SIZE, hidden: 
     return Sam3VideoConfig(detector_config=detector, tracker_config=tracker)
 
 
-def write_tiny_sam3(folder: Path, seed: int = SEED, num_queries: int = 8) -> Path:
+def write_tiny_sam3(folder: Path, seed: int = SEED, num_queries: int = 4) -> Path:
     """A SAM 3 folder like facebook/sam3 (model_type sam3_video + CLIP tokenizer +
     processor config), serving `detector: sam3`, `segmenter: sam3` and `tracker: sam3`."""
     import torch
