@@ -481,3 +481,29 @@ def write_tiny_sam3(folder: Path, seed: int = SEED, num_queries: int = 4) -> Pat
         json.dumps({"image_processor": {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}})
     )
     return folder
+
+
+def write_tiny_sam3_lite_text(folder: Path, seed: int = SEED) -> Path:
+    """A SAM 3 image model with the lighter MobileCLIP-style text encoder (model_type
+    sam3_lite_text, as yonigozlan/sam3-litetext-*): `detector: sam3` only."""
+    import torch
+    from transformers import Sam3LiteTextConfig, Sam3LiteTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    base = tiny_sam3_video_config(len(tokenizer)).detector_config
+    parts = ("vision_config", "geometry_encoder_config", "detr_encoder_config", "detr_decoder_config", "mask_decoder_config")
+    config = Sam3LiteTextConfig(
+        **{k: getattr(base, k).to_dict() for k in parts},
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "projection_dim": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 32, "repmixer_kernel_size": 3,
+        },
+    )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Sam3LiteTextModel(config).eval()
+    with quiet_transformers():
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+    return folder

@@ -20,7 +20,13 @@ from matte_assets.synthetic import small_shot
 from resources.backends import PointPrompt
 
 from .conftest import SHOT, SHOW, make_project
-from .model_fixtures import moving_frames, tiny_clip_tokenizer, write_tiny_grounding_dino, write_tiny_sam3
+from .model_fixtures import (
+    moving_frames,
+    tiny_clip_tokenizer,
+    write_tiny_grounding_dino,
+    write_tiny_sam3,
+    write_tiny_sam3_lite_text,
+)
 
 KEY = f"{SHOW}__{SHOT}"
 # Random weights score every query about alike (~0.25 = sigmoid(0) x sigmoid(0)): a
@@ -171,6 +177,18 @@ def test_wrong_or_incomplete_folders_are_named(tmp_path: Path, sam3_folder) -> N
         shutil.copy(sam3_folder / name, no_tok / name)
     with pytest.raises(BackendError, match="no-tokenizer.*tokenizer"):
         load_sam3_detector(str(no_tok), "cpu")
+
+
+def test_lite_text_folder_serves_the_detector_only(tmp_path: Path) -> None:
+    from resources.sam3 import load_sam3_detector, load_sam3_tracker
+
+    folder = write_tiny_sam3_lite_text(tmp_path / "lite")
+    detector = load_sam3_detector(str(folder), "cpu")
+    assert detector.identity()["model_class"] == "Sam3LiteTextModel"
+    found = detector.detect(list(moving_frames(2)), ["person"], 0.0, 0.0)
+    assert all(len(dets) > 0 and dets[0].mask.shape == (48, 80) for dets in found)
+    with pytest.raises(BackendError, match="sam3_lite_text model; the SAM 3 tracker needs"):
+        load_sam3_tracker(str(folder), "cpu")
 
 
 # ---------------------------------------------------------------------------------------
