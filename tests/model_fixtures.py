@@ -491,7 +491,9 @@ def write_tiny_sam3_lite_text(folder: Path, seed: int = SEED) -> Path:
 
     tokenizer = tiny_clip_tokenizer()
     base = tiny_sam3_video_config(len(tokenizer)).detector_config
-    parts = ("vision_config", "geometry_encoder_config", "detr_encoder_config", "detr_decoder_config", "mask_decoder_config")
+    parts = (
+        "vision_config", "geometry_encoder_config", "detr_encoder_config", "detr_decoder_config", "mask_decoder_config",
+    )
     config = Sam3LiteTextConfig(
         **{k: getattr(base, k).to_dict() for k in parts},
         text_config={
