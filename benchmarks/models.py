@@ -2,7 +2,8 @@
 
 Runs the real architectures, configs built in code to match the published checkpoints:
 GroundingDINO-base / -tiny (Swin-B / Swin-T + BERT-base), SAM2.1 hiera-large / base+ /
-small / tiny, and EdgeTAM (RepViT-M1, needs timm), on a synthetic 1024-px plate of N
+small / tiny, EdgeTAM (RepViT-M1, needs timm) and SAM 3 (facebook/sam3: ViT-L/14 at 1008 px +
+CLIP text encoder; detection and masks in one pass, and its video tracker), on a synthetic 1024-px plate of N
 frames, through the same backend classes the pipeline uses (preprocessing, batching, bf16
 autocast on GPU, windowed tracking sessions). Prints seconds per frame per stage and the
 peak GPU memory of each stage.
@@ -16,6 +17,10 @@ for `--objects` objects (top-scoring boxes are kept whatever their score). Track
 windows of `--window` frames re-prompted every `--prompt-step` frames with the
 segmentation masks (the forward pass of the pipeline's tracking driver; its backward pass
 for late objects adds at most a similar amount again).
+
+SAM 3's "detection" row includes its masks (no segmentation stage); its tracking row
+tracks those masks. Peak GPU memory of a tracking row is the peak of one window (each
+window's session is closed before the next opens).
 
 Reference (the paper's pipeline on an RTX A4000, 100 frames, ~600 s): detection 0.7 s,
 segmentation 3.5 s, tracking 2.5 s per frame.
@@ -75,6 +80,14 @@ def edgetam_config():
         model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
     )
     return EdgeTamVideoConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone))
+
+
+def sam3_config():
+    """facebook/sam3 as published: Sam3VideoConfig's defaults (ViT-L/14 at 1008 px, 32
+    layers; CLIP text encoder 24 x 1024; DETR 6 + 6 layers, 200 queries; SAM2-style tracker)."""
+    from transformers import Sam3VideoConfig
+
+    return Sam3VideoConfig()
 
 
 def bert_tokenizer(folder: Path):
@@ -164,6 +177,29 @@ def make_edgetam(device: str, tiny: bool, tmp: Path):
     return name, VideoTracker(model, EdgeTamVideoInferenceSession, backend="edgetam", device=device), model
 
 
+def make_sam3(device: str, tiny: bool):
+    """The SAM 3 detector (Sam3Model) and tracker (Sam3TrackerVideoModel) as the pipeline
+    runs them: two models, each with its own copy of the ViT (as `detector: sam3` and
+    `tracker: sam3` load them from one checkpoint). The tokenizer is the tests' tiny CLIP
+    BPE: prompt ids only have to exist in the full 49408-word embedding."""
+    from transformers import Sam3Model, Sam3TrackerVideoInferenceSession, Sam3TrackerVideoModel
+
+    from resources.sam2 import VideoTracker
+    from resources.sam3 import Sam3Detector
+    from tests.model_fixtures import tiny_clip_tokenizer, tiny_sam3_video_config
+
+    tokenizer = tiny_clip_tokenizer(tuple(LABELS))
+    if tiny:
+        config, name = tiny_sam3_video_config(len(tokenizer)), "sam3 (tiny test config)"
+    else:
+        config, name = sam3_config(), "sam3"
+    detector_model = build(Sam3Model, config.detector_config, device)
+    tracker_model = build(Sam3TrackerVideoModel, config.tracker_config, device)
+    detector = Sam3Detector(detector_model, tokenizer, device=device)
+    tracker = VideoTracker(tracker_model, Sam3TrackerVideoInferenceSession, backend="sam3", device=device)
+    return name, detector, tracker, (detector_model, tracker_model)
+
+
 # ---------------------------------------------------------------------------------------
 # The plate and the stages
 
@@ -237,6 +273,23 @@ def run_detection(detector, frames, k):
     return boxes
 
 
+def run_sam3_detection(detector, frames, k, keep_every: int):
+    """Boxes and masks in one pass; the top k masks of prompt frames are kept for tracking
+    (topped up with box masks where random weights leave fewer)."""
+    height, width = frames.shape[1:3]
+    kept = {}
+    for t, frame in enumerate(frames):
+        dets = detector.detect([frame], LABELS, 0.0, 0.0)[0][:k]
+        if t % keep_every == 0 or t == len(frames) - 1:
+            masks = [d.mask for d in dets]
+            for x0, y0, x1, y1 in fallback_boxes(k, height, width)[: k - len(masks)]:
+                m = np.zeros((height, width), bool)
+                m[int(y0) : int(y1), int(x0) : int(x1)] = True
+                masks.append(m)
+            kept[t] = np.stack(masks)
+    return kept
+
+
 def run_segmentation(segmenter, frames, boxes, keep_every: int):
     kept = {}
     for t, frame in enumerate(frames):
@@ -285,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", default="base", choices=["base", "tiny", "all", "none"])
     ap.add_argument("--sam2", default="large", choices=["large", "base_plus", "small", "tiny", "all", "none"])
     ap.add_argument("--tracker", default="sam2", choices=["sam2", "edgetam", "all", "none"])
+    ap.add_argument("--sam3", default="sam3", choices=["sam3", "none"], help="SAM 3 detection + tracking")
     ap.add_argument("--objects", type=int, default=5, help="objects segmented and tracked per frame")
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--prompt-step", type=int, default=5)
@@ -365,6 +419,18 @@ def main(argv: list[str] | None = None) -> int:
                 with Stage(device) as st:
                     run_tracking(tracker, frames, masks, args.window, args.prompt_step)
                 report("tracking", name, n_params(model), st)
+        if args.sam3 == "sam3":
+            name, detector, tracker, models = make_sam3(device, args.tiny)
+            warm = run_sam3_detection(detector, frames[:2], args.objects, 1)  # warm-up, untimed
+            run_tracking(tracker, frames[:2], warm, 2, 1)
+            with Stage(device) as st:
+                sam3_masks = run_sam3_detection(detector, frames, args.objects, args.prompt_step)
+            report("detection", f"{name} (+ masks)", n_params(models[0]), st)
+            with Stage(device) as st:
+                run_tracking(tracker, frames, sam3_masks, args.window, args.prompt_step)
+            report("tracking", name, n_params(models[1]), st)
+            del detector, tracker, models
+            torch.cuda.empty_cache() if device.startswith("cuda") else None
 
     per_stage: dict[str, float] = {}
     for row in rows:  # the first model listed for each stage makes the "pipeline" total

@@ -32,7 +32,8 @@ def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None 
     if stage == "plate":
         return PlateData(group, record)
     if stage == "detections":
-        return DetectionTable(read_table(group, "table"), record)
+        # Detectors that segment as they detect (SAM 3) store one mask per row beside the table.
+        return DetectionTable(read_table(group, "table"), record, masks=group["masks"] if "masks" in group else None)
     if stage == "frame_masks":
         return FrameMasksData(group, record)
     if stage in ("tracked_layers", "filtered_layers"):

@@ -31,7 +31,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # masks; the embedded flow tracker's re-segmented masks agree with fresh GrabCut masks
 # less tightly (IoU 0.85-0.9 for the same object on the demo), so at 0.9 it would start
 # duplicate objects that the filter then has to clean up.
-IDENTITY_IOU_DEFAULTS = {"sam2": 0.9, "edgetam": 0.9, "flow": 0.8}
+IDENTITY_IOU_DEFAULTS = {"sam2": 0.9, "edgetam": 0.9, "flow": 0.8, "sam3": 0.9}
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
 
 
@@ -70,9 +70,18 @@ class DeliverSettings(_Strict):
 
 
 class Backends(_Strict):
-    detector: Literal["opencv", "grounding_dino"] = "opencv"
-    segmenter: Literal["grabcut", "sam2"] = "grabcut"
-    tracker: Literal["flow", "sam2", "edgetam"] = "flow"
+    detector: Literal["opencv", "grounding_dino", "sam3"] = "opencv"
+    segmenter: Literal["grabcut", "sam2", "sam3"] = "grabcut"
+    tracker: Literal["flow", "sam2", "edgetam", "sam3"] = "flow"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sam3_pairs_with_its_masks(cls, data: Any) -> Any:
+        """`detector: sam3` segments as it detects: unless a segmenter is named, its masks
+        are the frame masks (`segmenter: sam3`) instead of a second segmentation pass."""
+        if isinstance(data, dict) and data.get("detector") == "sam3" and "segmenter" not in data:
+            data = {**data, "segmenter": "sam3"}
+        return data
 
 
 class Models(_Strict):
@@ -82,6 +91,7 @@ class Models(_Strict):
     grounding_dino: str | None = None
     sam2: str | None = None
     edgetam: str | None = None
+    sam3: str | None = None  # one folder / hub id (facebook/sam3) serves detector, segmenter, tracker
 
 
 class ShotSettings(_Strict):

@@ -15,7 +15,7 @@ from .errors import BackendError
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
-from .stage_data import PlateData, write_table
+from .stage_data import PlateData, create_mask_array, write_table
 from .stage_run import StageResult, StageRun, progress
 
 BATCH = 8  # frames per detector call: amortises model overhead, bounded memory
@@ -56,9 +56,11 @@ def detections(
     detector.begin_shot(plate.sample(BACKGROUND_SAMPLES))
     numbers = plate.frame_numbers
     rows: dict[str, list] = {k: [] for k in ("frame_index", "frame", "label", "score", "x0", "y0", "x1", "y1")}
+    masks = None  # created on the first detection that carries a mask (SAM 3), grown per batch
     for start in progress(range(0, plate.n_frames, BATCH), "detections", total=-(-plate.n_frames // BATCH)):
         batch = plate.frames(start, min(start + BATCH, plate.n_frames))
         found = detector.detect(list(batch), settings.labels, settings.detect.box_threshold, settings.detect.text_threshold)
+        masks = _store_masks(staged.group, masks, len(rows["label"]), found, plate.size)
         for offset, frame_dets in enumerate(found):
             for det in frame_dets:
                 rows["frame_index"].append(start + offset)
@@ -91,5 +93,28 @@ def detections(
             "frames_without_detections": empty_frames,
             "per_label": dg.MetadataValue.json(dict(per_label)),
             "detector": dg.MetadataValue.json(detector.identity()),
+            "stored_masks": masks is not None,
         },
     )
+
+
+def _store_masks(group, masks, first_row: int, found, size: tuple[int, int]):
+    """Write the masks a detector returned with its detections (rows first_row onwards).
+    Every detection of a mask-giving detector must carry one: a row without its mask
+    would silently fall back to another segmentation."""
+    batch = [det for frame_dets in found for det in frame_dets]
+    with_mask = [det.mask is not None for det in batch]
+    if not any(with_mask) and masks is None:
+        return None
+    if not all(with_mask) or (masks is not None and first_row != masks.shape[0]) or (masks is None and first_row):
+        raise BackendError("the detector returned masks for some detections but not all; cannot store them")
+    width, height = size
+    if masks is None:
+        masks = create_mask_array(group, "masks", (0, height, width))
+    masks.resize((first_row + len(batch), height, width))
+    for k, det in enumerate(batch):
+        if det.mask.shape != (height, width):
+            raise BackendError(f"detector mask shape {det.mask.shape} != plate {(height, width)}")
+        if det.mask.any():  # empty masks stay unwritten (fill value False)
+            masks[first_row + k] = det.mask
+    return masks

@@ -52,9 +52,15 @@ def frame_masks(
     quality = np.zeros(len(detections), np.float32)
     area = np.zeros(len(detections), np.int64)
     frames_with = sorted(set(int(f) for f in detections.columns["frame_index"]))
+    # SAM 3 segments as it detects: its stored masks are the frame masks, quality = score.
+    reuse = segmenter.reuses_detector_masks and detections.masks is not None
     for frame_index in progress(frames_with, "frame_masks"):
         rows = detections.rows_at(frame_index)
-        frame_m, frame_q = segmenter.segment(plate.frame(frame_index), detections.boxes(rows))
+        if reuse:
+            frame_m = detections.stored_masks(rows)
+            frame_q = np.clip(np.asarray(detections.columns["score"], np.float32)[rows], 0, 1)
+        else:
+            frame_m, frame_q = segmenter.segment(plate.frame(frame_index), detections.boxes(rows))
         for k, row in enumerate(rows):
             masks[row] = frame_m[k]
             quality[row] = frame_q[k]
@@ -83,5 +89,6 @@ def frame_masks(
             "empty_masks": int((area == 0).sum()),
             "stored_bytes_per_mask": stored_bytes(masks) / max(1, int((area > 0).sum())),
             "segmenter": dg.MetadataValue.json(segmenter.identity()),
+            "reused_detector_masks": reuse,
         },
     )

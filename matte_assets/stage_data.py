@@ -121,6 +121,7 @@ DETECTION_COLUMNS = ("frame_index", "frame", "label", "score", "x0", "y0", "x1",
 class DetectionTable:
     columns: dict[str, Any]
     record: dict[str, Any]
+    masks: Any = None  # (N, H, W) bool zarr array when the detector stored masks (SAM 3)
 
     def __len__(self) -> int:
         return len(self.columns["frame_index"])
@@ -136,6 +137,15 @@ class DetectionTable:
 
     def labels(self, rows: Sequence[int]) -> list[str]:
         return [self.columns["label"][i] for i in rows]
+
+    def stored_masks(self, rows: Sequence[int]) -> np.ndarray | None:
+        """The detector's own masks for `rows`, or None when it stored none."""
+        if self.masks is None:
+            return None
+        h, w = self.masks.shape[1:]
+        if not rows:
+            return np.zeros((0, h, w), bool)
+        return np.stack([self.masks[int(r)] for r in rows])
 
 
 # -- frame masks ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,9 @@ class Detection:
     label: str
     score: float
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in plate pixels
+    # (H, W) bool at plate size when the detector segments as it detects (SAM 3); stored
+    # with the detections so a segmenter with `reuses_detector_masks` takes it as is.
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class Detector(Backend):
 
 
 class Segmenter(Backend):
+    # True: frame_masks takes the masks the detector stored with its detections (SAM 3's
+    # one-pass detect + segment) and calls `segment` only for detections without one.
+    reuses_detector_masks: bool = False
+
     @abstractmethod
     def segment(
         self,

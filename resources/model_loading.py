@@ -35,6 +35,7 @@ MODEL_NAMES = {
     "grounding_dino": "GroundingDINO",
     "sam2": "SAM2",
     "edgetam": "EdgeTAM",
+    "sam3": "SAM 3",
 }
 
 # Single-file checkpoints (SAM2 only); files left out of a folder's identity hash.

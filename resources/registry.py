@@ -27,6 +27,7 @@ MODEL_KEY: dict[str, str | None] = {
     "grounding_dino": "grounding_dino",
     "sam2": "sam2",
     "edgetam": "edgetam",
+    "sam3": "sam3",
 }
 
 
@@ -86,6 +87,15 @@ def _factory(role: str, name: str) -> Callable[[str | None, str], Backend]:
         from .sam2 import load_edgetam_tracker
 
         return load_edgetam_tracker  # type: ignore[return-value]
+    if name == "sam3":
+        from . import sam3
+
+        loaders = {
+            "detector": sam3.load_sam3_detector,
+            "segmenter": sam3.load_sam3_segmenter,
+            "tracker": sam3.load_sam3_tracker,
+        }
+        return loaders[role]  # type: ignore[return-value]
     raise BackendError(f"backends.{role}: unknown backend {name!r}")
 
 

@@ -212,8 +212,10 @@ class Sam2Segmenter(Segmenter):
         mean: tuple = IMAGENET_MEAN,
         std: tuple = IMAGENET_STD,
         max_boxes_per_call: int = 64,
+        backend: str = "sam2",
     ):
         self.model = model
+        self.backend = backend  # "sam3": the same decoder API on SAM 3's tracker image model
         self.device = device
         self.source = source
         self.mean, self.std = tuple(mean), tuple(std)
@@ -223,7 +225,7 @@ class Sam2Segmenter(Segmenter):
 
     def identity(self) -> dict[str, str]:
         if self._identity is None:  # lazily: hashing large weights is paid only when asked
-            self._identity = _identity("sam2", "segmenter", self.model, self.source, self.device)
+            self._identity = _identity(self.backend, "segmenter", self.model, self.source, self.device)
         return dict(self._identity)
 
     def segment(

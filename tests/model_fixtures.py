@@ -380,3 +380,132 @@ def box_mask(height: int, width: int, box) -> np.ndarray:
     m = np.zeros((height, width), dtype=bool)
     m[y0:y1, x0:x1] = True
     return m
+
+
+# ---------------------------------------------------------------------------------------
+# SAM 3: one `sam3_video` folder (detector + tracker, as facebook/sam3) with a tiny CLIP
+# BPE tokenizer written here (byte alphabet + merges for a few words; nothing downloaded)
+
+SAM3_TINY_SIZE = 56  # 4 x 4 ViT patches of 14 px
+SAM3_WORDS = ("person", "car", "dog", "tree", "moving", "red", "blue", "a")
+
+
+def tiny_clip_tokenizer(words=SAM3_WORDS):
+    """A real transformers CLIPTokenizer over a tiny vocabulary: CLIP's 256-symbol byte
+    alphabet (alone and word-final `</w>`), merges that build each word left to right,
+    then the start/end tokens, so any text tokenises (unknown words byte by byte)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for token in alphabet + [a + "</w>" for a in alphabet]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        left = pieces[0]
+        for right in pieces[1:]:
+            if (left, right) not in merges:
+                merges.append((left, right))
+            left = left + right
+            vocab.setdefault(left, len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab.setdefault(special, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def tiny_sam3_video_config(vocab_size: int, size: int = SAM3_TINY_SIZE, hidden: int = 128, num_queries: int = 8):
+    from transformers import Sam3Config, Sam3TrackerVideoConfig, Sam3VideoConfig
+
+    patch = 14
+    grid = size // patch
+    # One vision config: the tracker's neck is built from the detector's. Its width must be
+    # > the 64-wide memory (object pointers are split into memory tokens; at 64 transformers
+    # 5.24 fails to concatenate them).
+    vision = {
+        "backbone_config": {
+            "model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "image_size": size, "patch_size": patch, "window_size": 2,
+            "global_attn_indexes": [1], "pretrain_image_size": size,
+        },
+        "fpn_hidden_size": hidden,
+        "backbone_feature_sizes": [[4 * grid] * 2, [2 * grid] * 2, [grid] * 2],
+    }
+    small = {"hidden_size": hidden, "num_attention_heads": 2, "intermediate_size": 64}
+    detector = Sam3Config(
+        vision_config=vision,
+        text_config={
+            "model_type": "clip_text_model", "vocab_size": vocab_size, "hidden_size": 32, "intermediate_size": 64,
+            "projection_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
+            "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1,
+        },
+        geometry_encoder_config={**small, "num_layers": 1},
+        detr_encoder_config={**small, "num_layers": 1},
+        detr_decoder_config={**small, "num_layers": 1, "num_queries": num_queries},
+        mask_decoder_config={"hidden_size": hidden, "num_attention_heads": 2},
+    )
+    tracker = Sam3TrackerVideoConfig(
+        vision_config=vision,
+        **{**_tiny_heads(hidden, size), "prompt_encoder_config": {
+            "hidden_size": hidden, "image_size": size, "patch_size": patch, "mask_input_channels": 8}},
+        memory_attention_hidden_size=hidden,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[grid, grid],
+        memory_encoder_hidden_size=hidden,
+        memory_encoder_output_channels=64,  # transformers hard-codes 64 for the memory keys
+        mask_downsampler_embed_dim=hidden,
+        memory_fuser_num_layers=1,
+        memory_fuser_embed_dim=hidden,
+        memory_fuser_intermediate_dim=64,
+    )
+    return Sam3VideoConfig(detector_config=detector, tracker_config=tracker)
+
+
+def write_tiny_sam3(folder: Path, seed: int = SEED, num_queries: int = 4) -> Path:
+    """A SAM 3 folder like facebook/sam3 (model_type sam3_video + CLIP tokenizer +
+    processor config), serving `detector: sam3`, `segmenter: sam3` and `tracker: sam3`."""
+    import torch
+    from transformers import Sam3VideoModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    model = Sam3VideoModel(tiny_sam3_video_config(len(tokenizer), num_queries=num_queries)).eval()
+    with quiet_transformers():  # no progress bars in test output
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+    (folder / "processor_config.json").write_text(
+        json.dumps({"image_processor": {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}})
+    )
+    return folder
+
+
+def write_tiny_sam3_lite_text(folder: Path, seed: int = SEED) -> Path:
+    """A SAM 3 image model with the lighter MobileCLIP-style text encoder (model_type
+    sam3_lite_text, as yonigozlan/sam3-litetext-*): `detector: sam3` only."""
+    import torch
+    from transformers import Sam3LiteTextConfig, Sam3LiteTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    base = tiny_sam3_video_config(len(tokenizer)).detector_config
+    parts = (
+        "vision_config", "geometry_encoder_config", "detr_encoder_config", "detr_decoder_config", "mask_decoder_config",
+    )
+    config = Sam3LiteTextConfig(
+        **{k: getattr(base, k).to_dict() for k in parts},
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "projection_dim": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 32, "repmixer_kernel_size": 3,
+        },
+    )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = Sam3LiteTextModel(config).eval()
+    with quiet_transformers():
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+    return folder
