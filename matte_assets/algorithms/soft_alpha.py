@@ -21,7 +21,13 @@ import numpy as np
 
 # Regularisation of the guided filter on a guide in [0, 1]: small enough that a colour
 # step of a few percent moves the alpha, large enough that sensor noise does not.
-GUIDED_EPS = 1e-3
+GUIDED_EPS = 1e-4
+# Window radius as a multiple of the band. Wide windows fit alpha ~ a . I + b over a
+# good part of the object and its surroundings (a local colour model), which places the
+# edge where the colours change even when the coarse mask is off by a few pixels; too
+# wide and neighbouring objects' colours leak in. Chosen for the best worst case over
+# pipeline and ideal coarse masks at 2x and 4x downscale (docs/quality.md#soft-alpha).
+RADIUS_PER_BAND = 4
 
 
 def auto_band(full_size: tuple[int, int], plate_size: tuple[int, int]) -> int:
@@ -99,7 +105,7 @@ def refine_alpha(coarse: np.ndarray, guide: np.ndarray, band: int, eps: float = 
     unknown = edge_band(hard, band)
     ys, xs = np.nonzero(unknown)
     h, w = coarse.shape
-    radius = int(math.ceil(1.5 * band))  # measured: a window wider than the band follows the edge better
+    radius = RADIUS_PER_BAND * band
     pad = 2 * radius + 1
     y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
