@@ -277,7 +277,7 @@ def record_correction(
     filtered = open_stage(store, key, "filtered_layers") if store.head(key, "filtered_layers") else None
     original = plate.attrs["original"]
     corrections = load_corrections(project, show, shot)
-    registry = delivered_names(project, show, shot)
+    names_registry = delivered_names(project, show, shot)
 
     def frame_index() -> int:
         if frame is None:
@@ -301,11 +301,11 @@ def record_correction(
         if layer is None:
             raise CorrectionError("--layer is required")
         all_ids = set(tracked.layer_ids) | set(corrections.new_layers())
-        lid = int(layer) if layer.isdigit() and int(layer) in all_ids else resolve_layer(layer, tracked, filtered, registry)
+        lid = int(layer) if layer.isdigit() and int(layer) in all_ids else resolve_layer(layer, tracked, filtered, names_registry)
         if drop:
             entry = {"kind": "drop", "layer": lid}
         elif merge_into is not None:
-            into = int(merge_into) if merge_into.isdigit() and int(merge_into) in all_ids else resolve_layer(merge_into, tracked, filtered, registry)
+            into = int(merge_into) if merge_into.isdigit() and int(merge_into) in all_ids else resolve_layer(merge_into, tracked, filtered, names_registry)
             if into == lid:
                 raise CorrectionError(f"cannot merge layer {lid} into itself")
             entry = {"kind": "merge", "layer": lid, "into": into}
