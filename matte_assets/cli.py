@@ -164,14 +164,24 @@ def correct(
     merge_into: Annotated[Optional[str], typer.Option("--merge-into", help="Merge this layer into another.")] = None,
     new_layer: Annotated[bool, typer.Option("--new-layer", help="Start a new layer from --mask at --frame.")] = False,
     label: Annotated[Optional[str], typer.Option("--label", help="Label of a new layer (default: the prompt's first).")] = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Remove the latest recorded correction (of --layer, if given).")] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Record an artist correction; the next `matte run` reruns only what it touches."""
-    from .corrections import corrections_path, record_correction
+    from .corrections import CorrectionError, corrections_path, record_correction, undo_correction
     from .locking import shot_lock
 
     proj = _project(project)
     show, shot = split_shot_ref(ref)
+    if undo:
+        if any([frame, add, remove, mask, drop, merge_into, new_layer, label]):
+            raise CorrectionError("--undo takes only --layer")
+        with shot_lock(proj, show, shot):
+            entry = undo_correction(proj, show, shot, layer)
+        what = {k: v for k, v in entry.items() if k not in ("kind", "source")}
+        _out(f"removed {entry['kind']} correction {what} from {corrections_path(proj, show, shot)}")
+        _out(f"next: matte run {show}/{shot}")
+        return
     with shot_lock(proj, show, shot):
         entry = record_correction(
             proj, show, shot, layer=layer, frame=frame, add=add or [], remove=remove or [], mask=mask,

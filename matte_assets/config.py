@@ -67,6 +67,11 @@ class FilterSettings(_Strict):
 
 class DeliverSettings(_Strict):
     compression: Literal[COMPRESSIONS] = "zip"  # type: ignore[valid-type]
+    # Layer edges: `hard` = the plate-resolution mask upscaled; `soft` = refined at full
+    # resolution by the plate (guided filter in a band of `band` full-res pixels; None: auto).
+    edges: Literal["hard", "soft"] = "hard"
+    band: int | None = Field(None, ge=1, le=256)
+    cryptomatte: bool = False  # also write CryptoObject00.. channels (float32)
 
 
 class Backends(_Strict):

@@ -208,14 +208,21 @@ def to_plate_xy(x: float, y: float, original: dict[str, Any], plate_size: tuple[
 NEW_LAYER_BASE = 1000  # artist layers get ids 1001, 1002 ...: never an automatic layer's id
 
 
-def resolve_layer(ref: str, tracked, filtered) -> int:
-    """A tracked-layer id ('3') or a delivered layer name ('moving2') -> tracked id."""
+def resolve_layer(ref: str, tracked, filtered, registry: dict[int, str] | None = None) -> int:
+    """A tracked-layer id ('3') or a delivered layer name ('moving2') -> tracked id.
+    Delivered names come from the shot's name registry (every name ever delivered, see
+    layer_names.py), so `moving1` means the same object after moving2 was dropped."""
     if ref.isdigit():
         lid = int(ref)
         if lid not in tracked.layer_ids:
             raise CorrectionError(f"layer {lid} does not exist (tracked layers: {tracked.layer_ids})")
         return lid
-    if filtered is not None:
+    for lid, name in (registry or {}).items():
+        if name == ref:
+            return lid
+    if registry:
+        known = ", ".join(sorted(registry.values()))
+    elif filtered is not None:
         names = dict(zip(filtered.names(), filtered.layer_ids))
         if ref in names:
             return int(names[ref])
@@ -270,6 +277,7 @@ def record_correction(
     filtered = open_stage(store, key, "filtered_layers") if store.head(key, "filtered_layers") else None
     original = plate.attrs["original"]
     corrections = load_corrections(project, show, shot)
+    names_registry = delivered_names(project, show, shot)
 
     def frame_index() -> int:
         if frame is None:
@@ -293,11 +301,11 @@ def record_correction(
         if layer is None:
             raise CorrectionError("--layer is required")
         all_ids = set(tracked.layer_ids) | set(corrections.new_layers())
-        lid = int(layer) if layer.isdigit() and int(layer) in all_ids else resolve_layer(layer, tracked, filtered)
+        lid = int(layer) if layer.isdigit() and int(layer) in all_ids else resolve_layer(layer, tracked, filtered, names_registry)
         if drop:
             entry = {"kind": "drop", "layer": lid}
         elif merge_into is not None:
-            into = int(merge_into) if merge_into.isdigit() and int(merge_into) in all_ids else resolve_layer(merge_into, tracked, filtered)
+            into = int(merge_into) if merge_into.isdigit() and int(merge_into) in all_ids else resolve_layer(merge_into, tracked, filtered, names_registry)
             if into == lid:
                 raise CorrectionError(f"cannot merge layer {lid} into itself")
             entry = {"kind": "merge", "layer": lid, "into": into}
@@ -330,5 +338,37 @@ def record_correction(
             entry = {"kind": "clicks", "layer": lid, "frame": frame, "add": [list(_point(p)) for p in add],
                      "remove": [list(_point(p)) for p in remove], "mask": store_mask(corrections, refined[0])}
     corrections.entries.append(entry)
+    save_corrections(corrections)
+    return entry
+
+
+def delivered_names(project: Project, show: str, shot: str) -> dict[int, str]:
+    """The shot's name registry: tracked-layer id -> every name ever delivered for it."""
+    from .layer_names import load_registry
+
+    return load_registry(project.deliveries / show / shot)
+
+
+def undo_correction(project: Project, show: str, shot: str, layer: str | None = None) -> dict[str, Any]:
+    """Remove the most recent correction (of `layer`, a tracked id or delivered name, when
+    given) from the corrections file, atomically. The content-named mask PNGs stay: older
+    deliveries' lineage names them. The next `matte run` reruns what the entry touched."""
+    corrections = load_corrections(project, show, shot)
+    if not corrections.entries:
+        raise CorrectionError(f"{corrections.path}: no corrections to undo")
+    index = len(corrections.entries) - 1
+    if layer is not None:
+        lid: int | None = int(layer) if layer.isdigit() else None
+        if lid is None:
+            for known_id, name in delivered_names(project, show, shot).items():
+                if name == layer:
+                    lid = known_id
+            if lid is None:
+                raise CorrectionError(f"layer {layer!r} was never delivered for {show}/{shot}; give a tracked layer id")
+        matches = [k for k, e in enumerate(corrections.entries) if int(e["layer"]) == lid or e.get("into") == lid]
+        if not matches:
+            raise CorrectionError(f"{corrections.path}: no correction of layer {layer} to undo")
+        index = matches[-1]
+    entry = corrections.entries.pop(index)
     save_corrections(corrections)
     return entry

@@ -36,7 +36,7 @@ CODE_VERSIONS: dict[str, str] = {
     "frame_masks": "1",
     "tracked_layers": "1",
     "filtered_layers": "1",
-    "mattes": "1",
+    "mattes": "2",  # stable names (registry), soft edges, Cryptomatte, Nuke script
 }
 
 # Which backend role's identity is part of a stage's settings.

@@ -5,9 +5,15 @@ plus `A` (their union), half float. Everything is written into a hidden staging
 folder that is renamed into place at the end, so a delivered name never carries a
 half-written file and an existing version is never touched. If the pixels are
 identical to an existing version, that version is reused instead of adding a copy.
-The asset's value is the manifest (paths, hashes, version)."""
+The asset's value is the manifest (paths, hashes, version).
+
+Optional (deliver.*): soft edges refined by the full-resolution plate (`edges: soft`,
+algorithms/soft_alpha.py), Cryptomatte channels (`cryptomatte: true`,
+media/cryptomatte.py). Names stay stable across versions (layer_names.py), and every
+version carries a Nuke script that loads it (media/nuke.py). See docs/delivery.md."""
 
 
+import copy
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +26,10 @@ from dagster import AssetExecutionContext
 from resources.project import ProjectResource
 
 from . import __version__
+from .algorithms.soft_alpha import auto_band, guide_image, refine_alpha
 from .config import split_shot_ref
+from .layer_names import assign_names, load_registry
+from .media import cryptomatte
 from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
 from .media.delivery import (
     ContentDigest,
@@ -30,8 +39,9 @@ from .media.delivery import (
     read_manifest,
 )
 from .media.exr import write_exr
+from .media.nuke import write_nuke_script
 from .media.scale import upscale_mask
-from .media.sequence import hash_file
+from .media.sequence import hash_file, read_image
 from .partitions import shots
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
@@ -41,17 +51,42 @@ from .stage_run import StageResult, StageRun, progress
 HEADER_PREFIX = "matte/"
 
 
-def matte_channels(masks: np.ndarray, names: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+def matte_channels(
+    masks: np.ndarray, names: list[str], size: tuple[int, int], *, guide: np.ndarray | None = None, band: int = 0
+) -> dict[str, np.ndarray]:
     """Plate-resolution layer masks (L, h, w) -> full-resolution half-float channels
-    (half once here: the content digest and the EXR writer share the same arrays)."""
+    (half once here: the content digest and the EXR writer share the same arrays).
+    With a `guide` (the full-resolution plate frame, see `guide_image`), each layer's
+    edge is refined by it within `band` pixels (soft alpha)."""
     channels: dict[str, np.ndarray] = {}
     union = np.zeros((size[1], size[0]), np.float32)
     for name, mask in zip(names, masks):
         full = upscale_mask(mask, size)
+        if guide is not None:
+            full = refine_alpha(full, guide, band)
         channels[f"{name}.A"] = full.astype(np.float16)
         np.maximum(union, full, out=union)
     channels["A"] = union.astype(np.float16)
     return channels
+
+
+def crypto_channels(channels: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """CryptoObject00.. (float32) from the delivered layer alphas: a decoder gets back
+    exactly `<layer>.A` (as half, widened to float)."""
+    shape = channels["A"].shape
+    return cryptomatte.encode([channels[f"{n}.A"].astype(np.float32) for n in names], names, shape)
+
+
+def frame_guide(plate_file: str, size: tuple[int, int]) -> np.ndarray:
+    """The full-resolution plate frame as a guide for soft edges (read at delivery time
+    with the plate stage's own reader, so formats and data windows agree)."""
+    image = read_image(plate_file)
+    pixels = image.pixels
+    if (pixels.shape[1], pixels.shape[0]) != tuple(size):
+        from .errors import PlateError
+
+        raise PlateError(f"{plate_file}: is {pixels.shape[1]}x{pixels.shape[0]}, the plate was {size[0]}x{size[1]} when staged")
+    return guide_image(pixels, getattr(image, "linear", True))
 
 
 def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: str) -> dict[str, str]:
@@ -63,7 +98,7 @@ def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: s
     return attrs
 
 
-def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key):
+def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry):
     """Stage every frame's EXR in a hidden folder, then publish it as the next version
     (or discard it when its pixels equal an existing version's)."""
     attrs = plate.attrs
@@ -91,17 +126,28 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                 if isinstance(entry["settings"], dict) and "backend" in entry["settings"]
             },
             "layers": dict(zip(names, filtered_layers.table["members"])),
+            "layer_ids": dict(zip(names, ids)),
             "plate_pattern": attrs["pattern"],
         }
+        deliver = run.settings.deliver
+        band = deliver.band or auto_band(full_size, plate.size)
+        crypto_attrs = cryptomatte.header_attributes(names) if deliver.cryptomatte else {}
+
         def write(index: int, frame: int, channels: dict[str, np.ndarray]) -> dict[str, Any]:
             path = writer.path_for(frame, attrs["padding"])
+            types = {}
+            if deliver.cryptomatte:
+                crypto = crypto_channels(channels, names)
+                types = dict.fromkeys(crypto, "float")  # the spec's ids are float32 bit patterns
+                channels = {**channels, **crypto}
             write_exr(
                 path,
                 channels,
                 data_window=tuple(original["data_window"]),
                 display_window=tuple(original["display_window"]),
-                compression=run.settings.deliver.compression,
-                attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
+                compression=deliver.compression,
+                attributes={**provenance(common, frame, attrs["files"][index], attrs["sha256"][index]), **crypto_attrs},
+                channel_types=types,
             )
             return {"frame": frame, "name": path.name, "sha256": hash_file(path)}
 
@@ -110,7 +156,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as pool:
             for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
-                channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
+                guide = frame_guide(attrs["files"][index], full_size) if deliver.edges == "soft" else None
+                channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size, guide=guide, band=band)
                 pixels.update(frame, channels)
                 pending.append(pool.submit(write, index, frame, channels))
                 while len(pending) > 2:
@@ -124,12 +171,51 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             writer.abort()  # identical pixels already delivered: reuse that version
             folder = shot_dir / f"v{existing:03d}"
             return existing, folder, read_manifest(folder)["files"], content, True
-        channels_list = [f"{n}.A" for n in names] + ["A"]
-        # Contact sheet and preview travel with the version (written before the rename).
-        write_pictures(writer.staging_dir, picture_stem(shot, writer.version), plate, filtered_layers,
+        channels_list = delivered_channels(names, deliver.cryptomatte)
+        # Contact sheet, preview and Nuke script travel with the version (written before the rename).
+        write_pictures(writer.staging_dir, picture_stem(shot, writer.version), plate, named_layers(filtered_layers, names),
                        title=f"{show}/{shot} v{writer.version:03d}")
-        folder = writer.commit(content, {"files": files, "channels": channels_list, "content_key": content_key, **common})
+        write_nuke_script(
+            writer.staging_dir / f"{picture_stem(shot, writer.version)}.nk",
+            sequence=nuke_sequence(writer.path_for(0, attrs["padding"]).name, attrs["padding"]),
+            first=plate.frame_numbers[0],
+            last=plate.frame_numbers[-1],
+            display_window=tuple(original["display_window"]),
+            pixel_aspect=pixel_aspect(original),
+            layers=names,
+            format_name=f"{shot}_matte",
+        )
+        folder = writer.commit(content, {
+            "files": files, "channels": channels_list, "content_key": content_key,
+            "name_registry": {str(k): v for k, v in sorted(registry.items())}, **common,
+        })
         return writer.version, folder, files, content, False
+
+
+def delivered_channels(names: list[str], with_cryptomatte: bool) -> list[str]:
+    channels = [f"{n}.A" for n in names] + ["A"]
+    return channels + (cryptomatte.channel_names(len(names)) if with_cryptomatte else [])
+
+
+def nuke_sequence(frame_file: str, padding: int | None) -> str:
+    """'sh010_matte_v001.0000.exr' -> 'sh010_matte_v001.%04d.exr' (padding as delivered)."""
+    padding = 4 if padding is None else padding
+    return frame_file.rsplit(".", 2)[0] + (f".%0{padding}d.exr" if padding > 0 else ".%d.exr")
+
+
+def pixel_aspect(original: dict[str, Any]) -> float:
+    """The plate's pixel aspect ratio when the plate stage recorded one (else square)."""
+    for key in ("pixel_aspect", "pixel_aspect_ratio", "pixelAspectRatio"):
+        if original.get(key):
+            return float(original[key])
+    return 1.0
+
+
+def named_layers(layers: LayersData, names: list[str]) -> LayersData:
+    """The filtered layers seen under their delivered names (contact sheet, preview)."""
+    view = copy.copy(layers)
+    view.table = {**layers.table, "name": list(names)}
+    return view
 
 
 def find_version_with_key(shot_dir: Path, key: str) -> int | None:
@@ -166,9 +252,12 @@ def mattes(
     attrs = plate.attrs
     original = attrs["original"]
     full_size = (int(original["width"]), int(original["height"]))
-    names = filtered_layers.names()
     ids = filtered_layers.layer_ids
     shot_dir = project.project().deliveries / show / shot
+    # Delivered names: a tracked layer keeps the name it was first delivered under.
+    names, registry = assign_names(
+        load_registry(shot_dir), ids, [str(x) for x in filtered_layers.table["label"]], [int(x) for x in filtered_layers.table["first_frame"]]
+    )
 
     # What the files will contain, known before writing them: the filtered masks'
     # content, the plate (geometry, frame numbers), the delivery settings and this code.
@@ -189,14 +278,15 @@ def mattes(
         version, reused, files, content = existing, True, stored["files"], stored["content_digest"]
     else:
         version, folder, files, content, reused = _write_version(
-            context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key
+            context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry
         )
 
     manifest = {
         "version": version,
         "folder": str(folder),
         "files": [{**f, "path": str(Path(folder) / f["name"])} for f in files],
-        "channels": [f"{n}.A" for n in names] + ["A"],
+        "channels": delivered_channels(names, run.settings.deliver.cryptomatte),
+        "layer_ids": dict(zip(names, ids)),
         "content_digest": content,
         "reused_existing_version": reused,
     }

@@ -323,3 +323,68 @@ def test_killed_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     assert len(files) == 24
     digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
     assert digest  # readable, complete files
+
+
+# -- stable names and undo ---------------------------------------------------------------
+
+
+def _delivered(project) -> dict[str, int]:
+    """name -> tracked id of the current delivery (from its manifest)."""
+    manifest = open_stage(ZarrStore(project.store_url), KEY, "mattes")
+    return dict(manifest["layer_ids"])
+
+
+def test_names_stay_with_their_objects_across_drop_merge_new_layer_and_undo(corrected_project, capsys) -> None:
+    from matte_assets.media.delivery import read_manifest
+
+    project = corrected_project
+    ref, where = f"{SHOW}/{SHOT}", ["--project", str(project.root)]
+    first = _delivered(project)
+    assert sorted(first) == ["moving1", "moving2"], first
+    numbers = [int(n.removeprefix("moving")) for n in first]
+    new_name = f"moving{max(numbers) + 1}"
+
+    # new layer (a patch of background no other layer covers): a new number after
+    # every number the label used
+    patch = np.zeros((96, 160), np.uint8)
+    patch[4:20, 4:30] = 255
+    cv2.imwrite(str(project.root / "patch.png"), patch)
+    main(["correct", ref, "--frame", "1003", "--new-layer", "--label", "moving",
+          "--mask", str(project.root / "patch.png"), *where])
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    after_new = _delivered(project)
+    assert after_new[new_name] == 1001 and all(after_new[n] == first[n] for n in first)
+
+    # drop moving1: moving2 and the new layer keep their names (today's bug: renumbered)
+    main(["correct", ref, "--layer", "moving1", "--drop", *where])
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    after_drop = _delivered(project)
+    assert after_drop == {"moving2": first["moving2"], new_name: 1001}
+
+    # merge the new layer into moving2: the survivor keeps its name, the other is a gap
+    main(["correct", ref, "--layer", new_name, "--merge-into", "moving2", *where])
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    assert _delivered(project) == {"moving2": first["moving2"]}
+
+    # a dropped name still resolves to its object, so the drop can be undone by name
+    capsys.readouterr()
+    assert main(["correct", ref, "--layer", "moving1", "--undo", *where]) == 0
+    assert "removed drop correction" in capsys.readouterr().out
+    assert [e["kind"] for e in load_corrections(project, SHOW, SHOT).entries] == ["new_layer", "merge"]
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    assert _delivered(project) == {"moving1": first["moving1"], "moving2": first["moving2"]}
+    # every version's manifest carries the registry it was named with
+    folder = Path(open_stage(ZarrStore(project.store_url), KEY, "mattes")["folder"])
+    registry = read_manifest(folder)["name_registry"]
+    assert registry == {str(first["moving1"]): "moving1", str(first["moving2"]): "moving2", "1001": new_name}
+    # undo without --layer removes the latest entry (the merge): the new layer is back under its name
+    assert main(["correct", ref, "--undo", *where]) == 0
+    assert [e["kind"] for e in load_corrections(project, SHOW, SHOT).entries] == ["new_layer"]
+    run_shot(project, SHOW, SHOT, echo=quiet)
+    assert _delivered(project) == {**first, new_name: 1001}
+
+
+def test_undo_with_nothing_recorded_fails_clearly(corrected_project, capsys) -> None:
+    code = main(["correct", f"{SHOW}/{SHOT}", "--undo", "--project", str(corrected_project.root)])
+    assert code not in (0, None)
+    assert "no corrections to undo" in capsys.readouterr().err

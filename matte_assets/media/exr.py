@@ -175,16 +175,21 @@ def write_exr(
     attributes: dict[str, str] | None = None,
     pixel_type: str = "half",
     overwrite: bool = False,
+    channel_types: dict[str, str] | None = None,
 ) -> Path:
     """Write a single-part scanline EXR atomically and return its path.
 
     Each channel is an (H, W) array of the data window's pixels. The data window
-    defaults to (0, 0, W-1, H-1); the display window defaults to the data window."""
+    defaults to (0, 0, W-1, H-1); the display window defaults to the data window.
+    `channel_types` overrides `pixel_type` per channel (Cryptomatte ids must be float
+    beside half mattes)."""
     path = Path(path)
     if compression not in COMPRESSIONS:
         raise DeliveryError(f"{path}: unknown compression {compression!r}; valid: {', '.join(COMPRESSIONS)}")
-    if pixel_type not in PIXEL_TYPES:
-        raise DeliveryError(f"{path}: unknown pixel type {pixel_type!r}; valid: {', '.join(PIXEL_TYPES)}")
+    channel_types = dict(channel_types or {})
+    for kind in (pixel_type, *channel_types.values()):
+        if kind not in PIXEL_TYPES:
+            raise DeliveryError(f"{path}: unknown pixel type {kind!r}; valid: {', '.join(PIXEL_TYPES)}")
     width, height = _check_channels(path, channels)
     data_window = tuple(data_window) if data_window is not None else (0, 0, width - 1, height - 1)
     display_window = tuple(display_window) if display_window is not None else data_window
@@ -201,7 +206,6 @@ def write_exr(
     if not path.parent.is_dir():
         raise DeliveryError(f"{path}: folder {path.parent} does not exist")
 
-    dtype = PIXEL_TYPES[pixel_type]
     header = {
         "type": OpenEXR.scanlineimage,
         "compression": COMPRESSIONS[compression],
@@ -209,7 +213,10 @@ def write_exr(
         "displayWindow": _box(display_window),
         **attributes,
     }
-    pixels = {name: np.ascontiguousarray(arr, dtype=dtype) for name, arr in channels.items()}
+    pixels = {
+        name: np.ascontiguousarray(arr, dtype=PIXEL_TYPES[channel_types.get(name, pixel_type)])
+        for name, arr in channels.items()
+    }
     tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
     try:
         with OpenEXR.File(header, pixels) as exr:
