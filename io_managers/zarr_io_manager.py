@@ -26,9 +26,10 @@ from matte_assets.stage_data import (
 from .zarr_store import ZarrStore
 
 
-def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None = None) -> Any:
-    """The reader for a stored stage result (current version unless `version`)."""
-    group, record = store.open_version(shot_key, stage, version)
+def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None = None, full: bool = False) -> Any:
+    """The reader for a stored stage result (current version unless `version`);
+    `full` re-hashes every stored file against the version's integrity record."""
+    group, record = store.open_version(shot_key, stage, version, full=full)
     if stage == "plate":
         return PlateData(group, record)
     if stage == "detections":
@@ -59,7 +60,9 @@ class ZarrIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         stage = context.asset_key.path[-1]
-        return open_stage(self.store, context.asset_partition_key, stage)
+        # Inputs of a stage are re-hashed in full (once per process): what a stage
+        # computes from is exactly what was written, or the run fails naming the chunk.
+        return open_stage(self.store, context.asset_partition_key, stage, full=True)
 
 
 class ZarrIOManagerFactory(dg.ConfigurableIOManagerFactory):

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from .config import Project, add_shot, find_project_root, init_project, split_shot_ref
+from .config import Project, add_shot, find_project_root, init_project, split_shot_ref, validate_name
 from .errors import MatteError
 from .lineage import STAGES
 
@@ -100,11 +100,21 @@ def _delivery(proj: Project, show: str, shot: str) -> dict | None:
     from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
 
+    from .errors import StoreError
+    from .verify import delivery_problems
+
     store = ZarrStore(proj.store_url)
     key = f"{show}__{shot}"
-    if store.head(key, "mattes") is None:
-        return None
-    return open_stage(store, key, "mattes")
+    try:
+        if store.head(key, "mattes") is None:
+            return None
+        manifest = open_stage(store, key, "mattes")
+    except StoreError:
+        return None  # damaged: `status` says so per stage; nothing to point at
+    from .runner import project_delivery
+
+    manifest = project_delivery(proj, key, manifest)
+    return None if delivery_problems(manifest) else manifest  # a deleted delivery is not delivered
 
 
 @app.command()
@@ -129,6 +139,31 @@ def status(
         _out(f"latest delivery: {head['folder']}")
         for name, path in find_pictures(Path(head["folder"])).items():
             _out(f"  {name.replace('_', ' ')}: {path}")
+
+
+@app.command()
+def verify(
+    ref: Annotated[Optional[str], typer.Argument(metavar="[SHOW[/SHOT]]", help="A show, one shot, or (default) every shot.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Re-hash the store and the deliveries in full; exit 1 when anything is damaged."""
+    from .verify import VerifyReport, verify_shot
+
+    proj = _project(project)
+    if ref is None:
+        shots = proj.all_shots()
+    elif "/" in ref:
+        shots = [split_shot_ref(ref)]
+    else:
+        shots = [(ref, shot) for shot in proj.show(validate_name("show", ref)).shots()]
+    report = VerifyReport()
+    for show, shot in shots:
+        verify_shot(proj, show, shot, report)
+    for line in report.lines:
+        _out(line)
+    if report.damaged:
+        raise MatteError(f"{report.damaged} problem(s) found; `matte run SHOW/SHOT` recomputes damaged stages and re-delivers")
+    _out(f"verified {len(shots)} shot(s): no damage")
 
 
 @app.command()

@@ -120,6 +120,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         # The delivered content is the pixels *as encoded*: a compression change is new files.
         content = digest({"pixels": pixels.hexdigest(), "deliver": run.settings.deliver.model_dump()}, length=64)
         existing = find_version_with_digest(shot_dir, content)
+        if existing is not None and _damaged(shot_dir / f"v{existing:03d}"):
+            existing = None  # its files are gone or altered: deliver anew
         if existing is not None:
             writer.abort()  # identical pixels already delivered: reuse that version
             folder = shot_dir / f"v{existing:03d}"
@@ -132,11 +134,21 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         return writer.version, folder, files, content, False
 
 
+def _damaged(folder: Path) -> bool:
+    from .verify import version_folder_problems
+
+    return bool(version_folder_problems(folder))
+
+
 def find_version_with_key(shot_dir: Path, key: str) -> int | None:
     """A delivered version made from exactly the same content (see `content_key`)."""
+    from .verify import version_folder_problems
+
     for version in sorted(list_versions(shot_dir), reverse=True):
         try:
             if read_manifest(shot_dir / f"v{version:03d}").get("content_key") == key:
+                if version_folder_problems(shot_dir / f"v{version:03d}"):
+                    continue  # files gone: not a delivery to point at
                 return version
         except Exception:  # an unreadable manifest is simply not a match
             continue

@@ -32,7 +32,7 @@ from .lineage import (
     stage_settings,
 )
 from .partitions import shots
-from .plate_files import hash_plate_files
+from .plate_files import cache_file, hash_plate_files
 from .sources import (
     CORRECTION_STAGES,
     PLATE_FILES_KEY,
@@ -45,7 +45,7 @@ from .sources import (
 @dataclass
 class StageState:
     stage: str
-    state: str  # fresh | stale | missing
+    state: str  # fresh | stale | missing | damaged
     expected: str
     current: str | None
     reasons: list[str] = field(default_factory=list)
@@ -70,11 +70,36 @@ def _plate_file_changes(store: ZarrStore, key: str, head: dict[str, Any], files:
     return out
 
 
+def stored_problems(project: Project, store: ZarrStore, key: str, stage: str, head: dict[str, Any], full: bool = False) -> list[str]:
+    """Why the current version of `stage` cannot be trusted (empty: it can): files of
+    the stored version missing or altered, or (mattes) delivered files gone."""
+    problems = store.check_version(key, stage, head.get("version", "?"), full=full)
+    if stage == "mattes" and not problems:
+        from .verify import delivery_problems
+
+        group, _ = store.open_version(key, stage, head["version"])
+        problems = delivery_problems(project_delivery(project, key, dict(group.attrs.get("manifest") or {})), full=full)
+    return problems
+
+
+def project_delivery(project: Project, key: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A `mattes` manifest with its folder and files resolved in this project's
+    deliveries folder (a moved or copied project checks its own files)."""
+    from .config import split_shot_ref
+
+    if "version" not in manifest:
+        return manifest
+    show, shot = split_shot_ref(key)
+    folder = project.deliveries / show / shot / f"v{int(manifest['version']):03d}"
+    files = [{**f, "path": str(folder / f["name"])} for f in manifest.get("files", [])]
+    return {**manifest, "folder": str(folder), "files": files}
+
+
 def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
     settings = project.shot(show, shot)
     store = ZarrStore(project.store_url)
     key = partition_key(show, shot)
-    files = hash_plate_files(settings)
+    files = hash_plate_files(settings, cache=cache_file(project))
     states: dict[str, StageState] = {}
     expected: dict[str, str] = {}
     for stage in STAGES:
@@ -87,11 +112,19 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
         if stage in CORRECTION_STAGES and (corr := corrections_version(project, key, stage)) != "none":
             inputs["corrections"] = corr
         expected[stage] = fingerprint(stage, current_settings, inputs)
-        head = store.head(key, stage)
+        try:
+            head = store.head(key, stage)
+        except StoreError as exc:  # a corrupt HEAD.json: recompute, whatever it said
+            states[stage] = StageState(stage, "damaged", expected[stage], None, [str(exc)])
+            continue
         if head is None:
             states[stage] = StageState(stage, "missing", expected[stage], None, ["never materialised"])
             continue
         if head.get("data_version") == expected[stage]:
+            problems = stored_problems(project, store, key, stage, head)
+            if problems:
+                states[stage] = StageState(stage, "damaged", expected[stage], head["data_version"], problems[:3])
+                continue
             states[stage] = StageState(stage, "fresh", expected[stage], head["data_version"], seconds=head.get("seconds"))
             continue
         reasons: list[str] = []

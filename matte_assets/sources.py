@@ -16,7 +16,7 @@ from resources.project import BackendsResource, ProjectResource
 
 from .lineage import BACKEND_ROLE, STAGES, digest, plate_files_version, stage_settings
 from .partitions import shots
-from .plate_files import hash_plate_files
+from .plate_files import cache_file, hash_plate_files
 
 
 @dg.observable_source_asset(
@@ -27,7 +27,7 @@ from .plate_files import hash_plate_files
 )
 def plate_files(context, project: ProjectResource) -> dg.DataVersionsByPartition:
     settings = project.shot(context.partition_key)
-    files = hash_plate_files(settings)
+    files = hash_plate_files(settings, cache=cache_file(project.project()))
     return dg.DataVersionsByPartition({context.partition_key: dg.DataVersion(plate_files_version([(f, h) for f, _, h in files]))})
 
 
