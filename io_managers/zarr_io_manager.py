@@ -15,32 +15,9 @@ import dagster as dg
 from upath import UPath
 
 from matte_assets.config import Project, split_shot_ref
-from matte_assets.stage_data import (
-    DetectionTable,
-    FrameMasksData,
-    LayersData,
-    PlateData,
-    read_table,
-)
 
+from .readers import open_stage  # noqa: F401  (re-exported: readers need no Dagster)
 from .zarr_store import ZarrStore
-
-
-def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None = None, full: bool = False) -> Any:
-    """The reader for a stored stage result (current version unless `version`);
-    `full` re-hashes every stored file against the version's integrity record."""
-    group, record = store.open_version(shot_key, stage, version, full=full)
-    if stage == "plate":
-        return PlateData(group, record)
-    if stage == "detections":
-        return DetectionTable(read_table(group, "table"), record)
-    if stage == "frame_masks":
-        return FrameMasksData(group, record)
-    if stage in ("tracked_layers", "filtered_layers"):
-        return LayersData(group, record)
-    if stage == "mattes":
-        return dict(group.attrs["manifest"]) | {"record": record}
-    raise KeyError(stage)
 
 
 class ZarrIOManager(dg.UPathIOManager):

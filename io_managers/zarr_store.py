@@ -20,25 +20,34 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from matte_assets.errors import StoreError
 
+if TYPE_CHECKING:
+    import zarr
+
 HEAD = "HEAD.json"
 # What a committed version wrote: every file (chunks and metadata) with its size and
-# sha256. HEAD.json records this file's own hash, so neither can change unnoticed.
-INTEGRITY = "_integrity.json"
+# sha256, in `<version>.integrity.json` beside the version folder (inside it, zarr
+# would warn about a foreign object). HEAD.json records this file's own hash.
+INTEGRITY = ".integrity.json"
 
 # Masks are highly redundant (long runs of 0/1): zstd through blosc with bit shuffle
 # packs a 1024x576 frame of one layer into a few hundred bytes; empty frames are not
 # written at all (zarr skips chunks equal to the fill value).
-MASK_CODECS = (BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle),)
-IMAGE_CODECS = (BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle),)
+# (Built on first use: planning a run reads HEAD.json files only and never needs zarr.)
+def __getattr__(name: str):
+    if name not in ("MASK_CODECS", "IMAGE_CODECS"):
+        raise AttributeError(name)
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    if name == "MASK_CODECS":
+        return (BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle),)
+    return (BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle),)
 
 
 def _is_url(location: str) -> bool:
@@ -46,6 +55,8 @@ def _is_url(location: str) -> bool:
 
 
 def open_zarr_group(location: str, mode: str, storage_options: Mapping[str, Any] | None = None) -> zarr.Group:
+    import zarr
+
     if _is_url(location):
         store = zarr.storage.FsspecStore.from_url(
             location, storage_options=dict(storage_options or {}), read_only=(mode == "r")
@@ -98,7 +109,7 @@ class ZarrStore:
         files = {rel: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                  for rel, data in self._version_files(staged.location)}
         body = json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
-        self._write_bytes(f"{staged.location}/{INTEGRITY}", body)
+        self._write_bytes(f"{staged.location}{INTEGRITY}", body)
         head["integrity"] = {"sha256": hashlib.sha256(body).hexdigest(), "files": len(files),
                              "bytes": sum(f["size"] for f in files.values())}
         self._write_json(f"{self.stage_location(staged.shot_key, staged.stage)}/{HEAD}", head)
@@ -108,9 +119,7 @@ class ZarrStore:
         """(relative path, bytes) of every file of a version folder but the integrity list."""
         root = self._fs_path(location).rstrip("/")
         for path in sorted(self.fs.find(root)):
-            rel = path[len(root) + 1:]
-            if rel != INTEGRITY:
-                yield rel, self.fs.cat_file(path)
+            yield path[len(root) + 1:], self.fs.cat_file(path)
 
     def _write_bytes(self, location: str, data: bytes) -> None:
         path = self._fs_path(location)
@@ -168,6 +177,15 @@ class ZarrStore:
         group = open_zarr_group(location, mode="r", storage_options=self.storage_options)
         return group, dict(group.attrs.get("record") or head or {})
 
+    def version_attrs(self, shot_key: str, stage: str, version: str) -> dict[str, Any]:
+        """A committed version's group attributes, read from its zarr.json (no zarr
+        import; `open_version` first when the version may be damaged)."""
+        path = self._fs_path(f"{self.stage_location(shot_key, stage)}/{version}/zarr.json")
+        try:
+            return dict(json.loads(self.fs.cat_file(path)).get("attributes") or {})
+        except (FileNotFoundError, ValueError) as exc:
+            raise StoreError(f"{path}: cannot read version attributes ({exc})") from None
+
     # -- integrity ---------------------------------------------------------------
     def check_version(self, shot_key: str, stage: str, version: str, full: bool = False, once: bool = False) -> list[str]:
         """What is wrong with a stored version, one line each (empty: intact). Checks
@@ -178,11 +196,11 @@ class ZarrStore:
         where = f"{shot_key.replace('__', '/', 1)} {stage} version {version}"
         root = self._fs_path(location).rstrip("/")
         try:
-            body = self.fs.cat_file(f"{root}/{INTEGRITY}")
+            body = self.fs.cat_file(f"{root}{INTEGRITY}")
         except FileNotFoundError:
             if not self.fs.exists(root):
                 return [f"store damaged: {where}: version folder missing ({location})"]
-            return [f"store damaged: {where}: no integrity record ({INTEGRITY}); written incompletely or before integrity checks"]
+            return [f"store damaged: {where}: no integrity record ({version}{INTEGRITY}); written incompletely or before integrity checks"]
         try:
             head = self.head(shot_key, stage)
         except StoreError:
@@ -196,7 +214,6 @@ class ZarrStore:
             return [f"store damaged: {where}: {INTEGRITY} unreadable"]
         found = {p[len(root) + 1:]: int(info.get("size") or 0)
                  for p, info in self.fs.find(root, detail=True).items()}
-        found.pop(INTEGRITY, None)
         memo = (root, hashlib.sha256(body).hexdigest())
         if full and once and memo in _FULLY_VERIFIED:
             full = False  # re-hashed once in this process; sizes still checked
@@ -220,7 +237,7 @@ class ZarrStore:
             entries = self.fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
-        return sorted(os.path.basename(e.rstrip("/")) for e in entries if not e.endswith(HEAD))
+        return sorted(os.path.basename(e.rstrip("/")) for e in entries if not e.endswith((HEAD, INTEGRITY)))
 
     def size(self, location: str) -> int:
         try:
@@ -233,6 +250,10 @@ class ZarrStore:
         if head and head.get("version") == version:
             raise StoreError(f"{shot_key}/{stage}/{version} is the current version; refusing to remove it")
         self.fs.rm(self._fs_path(f"{self.stage_location(shot_key, stage)}/{version}"), recursive=True)
+        try:
+            self.fs.rm_file(self._fs_path(f"{self.stage_location(shot_key, stage)}/{version}{INTEGRITY}"))
+        except FileNotFoundError:
+            pass  # an orphan (crashed) version has none
 
 
 # Versions re-hashed in this process (location, integrity-record hash): a stage read

@@ -97,7 +97,6 @@ def run(
 
 
 def _delivery(proj: Project, show: str, shot: str) -> dict | None:
-    from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
 
     from .errors import StoreError
@@ -106,10 +105,11 @@ def _delivery(proj: Project, show: str, shot: str) -> dict | None:
     store = ZarrStore(proj.store_url)
     key = f"{show}__{shot}"
     try:
-        if store.head(key, "mattes") is None:
+        head = store.head(key, "mattes")
+        if head is None or store.check_version(key, "mattes", head["version"]):
             return None
-        manifest = open_stage(store, key, "mattes")
-    except StoreError:
+        manifest = store.version_attrs(key, "mattes", head["version"])["manifest"]
+    except (StoreError, KeyError):
         return None  # damaged: `status` says so per stage; nothing to point at
     from .runner import project_delivery
 

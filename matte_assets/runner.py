@@ -13,13 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import dagster as dg
-
 from io_managers.zarr_store import ZarrStore
-from resources import registry
 
 from . import errors
 from .config import Project, partition_key
+from .correction_inputs import CORRECTION_STAGES, corrections_version
 from .errors import MatteError, StoreError
 from .lineage import (
     BACKEND_ROLE,
@@ -31,15 +29,10 @@ from .lineage import (
     settings_changes,
     stage_settings,
 )
-from .partitions import shots
 from .plate_files import cache_file, hash_plate_files
-from .sources import (
-    CORRECTION_STAGES,
-    PLATE_FILES_KEY,
-    corrections_key,
-    corrections_version,
-    settings_key,
-)
+
+# Dagster, the backends' registry and the asset modules are imported where they are
+# used: a run that finds every stage fresh never loads them (a second of imports).
 
 
 @dataclass
@@ -77,8 +70,8 @@ def stored_problems(project: Project, store: ZarrStore, key: str, stage: str, he
     if stage == "mattes" and not problems:
         from .verify import delivery_problems
 
-        group, _ = store.open_version(key, stage, head["version"])
-        problems = delivery_problems(project_delivery(project, key, dict(group.attrs.get("manifest") or {})), full=full)
+        manifest = dict(store.version_attrs(key, stage, head["version"]).get("manifest") or {})
+        problems = delivery_problems(project_delivery(project, key, manifest), full=full)
     return problems
 
 
@@ -96,6 +89,8 @@ def project_delivery(project: Project, key: str, manifest: dict[str, Any]) -> di
 
 
 def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
+    from resources import registry
+
     settings = project.shot(show, shot)
     store = ZarrStore(project.store_url)
     key = partition_key(show, shot)
@@ -148,6 +143,8 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
+    import dagster as dg
+
     home = project.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -158,6 +155,8 @@ def instance_for(project: Project) -> dg.DagsterInstance:
 
 
 def register_shot(instance: dg.DagsterInstance, show: str, shot: str) -> None:
+    from .partitions import shots
+
     key = partition_key(show, shot)
     if not instance.has_dynamic_partition(shots.name, key):
         instance.add_dynamic_partitions(shots.name, [key])
@@ -209,7 +208,7 @@ def run_shot(
 
 
 def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, echo: Callable[[str], None]) -> list[StageState]:
-    from .definitions import build_definitions
+    from resources import registry
 
     if from_stage is not None and from_stage not in STAGES:
         raise MatteError(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")
@@ -219,11 +218,16 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
     selected = {s.stage for s in plan if s.state != "fresh"}
     if from_stage:
         selected |= set(_downstream(from_stage))
-    instance = instance_for(project)
-    register_shot(instance, show, shot)
     key = partition_key(show, shot)
 
     if selected:
+        import dagster as dg
+
+        from .definitions import build_definitions
+        from .sources import PLATE_FILES_KEY, corrections_key, settings_key
+
+        instance = instance_for(project)
+        register_shot(instance, show, shot)
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
         # Observe the sources of the stages that run: a source whose data version changed

@@ -50,18 +50,7 @@ def _settings_source(stage: str) -> dg.SourceAsset:
 
 SETTINGS_SOURCES = {stage: _settings_source(stage) for stage in STAGES}
 
-# Which corrections feed which stage: masks, clicks and new layers re-track; drops and
-# merges only re-filter. One file, two sources, so Dagster marks exactly that stage.
-CORRECTION_STAGES = ("tracked_layers", "filtered_layers")
-
-
-def corrections_version(project, shot_key: str, stage: str) -> str:
-    from .config import split_shot_ref
-    from .corrections import load_corrections
-
-    corrections = load_corrections(project, *split_shot_ref(shot_key))
-    value = corrections.tracking_digest() if stage == "tracked_layers" else corrections.filter_digest()
-    return value or "none"
+from .correction_inputs import CORRECTION_STAGES, corrections_version  # noqa: E402  (re-exported)
 
 
 def _corrections_source(stage: str) -> dg.SourceAsset:

@@ -153,7 +153,8 @@ def test_altered_delivered_file_fails_verify(capsys, project_copy) -> None:
 
 
 def test_version_written_without_integrity_record_is_damaged(project_copy) -> None:
-    (version_dir(project_copy, "detections") / "_integrity.json").unlink()
+    folder = version_dir(project_copy, "detections")
+    (folder.parent / f"{folder.name}.integrity.json").unlink()
     assert states(project_copy)["detections"] == "damaged"
     with pytest.raises(StoreError, match="no integrity record"):
         open_stage(ZarrStore(project_copy.store_url), KEY, "detections")
@@ -180,7 +181,7 @@ def test_unexpected_chunk_is_damage(project_copy) -> None:
 
 def test_integrity_record_covers_every_file(project_copy) -> None:
     root = version_dir(project_copy, "plate")
-    record = json.loads((root / "_integrity.json").read_text())["files"]
-    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"_integrity.json"}
+    record = json.loads((root.parent / f"{root.name}.integrity.json").read_text())["files"]
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert set(record) == on_disk and len(on_disk) > 3
     assert all(np.int64(v["size"]) == (root / k).stat().st_size for k, v in record.items())
