@@ -100,6 +100,12 @@ class Corrections:
     def load_mask(self, name: str, size: tuple[int, int]) -> np.ndarray:
         """A stored correction mask as bool at plate size (w, h)."""
         path = self.masks_folder / name
+        folder = self.masks_folder.resolve()
+        if folder not in path.resolve().parents:  # a hand-edited `mask:` must not reach outside the project
+            raise CorrectionError(
+                f"{self.path}: mask {name!r} is outside the shot's corrections folder {self.masks_folder}; "
+                "record masks with `matte correct --mask`"
+            )
         import cv2  # lazily: planning a run reads corrections without images
 
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -134,6 +140,12 @@ def load_corrections(project: Project, show: str, shot: str) -> Corrections:
             raise ConfigError(f"{path}: corrections[{k}]: a {e['kind']} correction needs frame and mask")
         if e["kind"] == "merge" and "into" not in e:
             raise ConfigError(f"{path}: corrections[{k}]: a merge needs `into`")
+        mask = e.get("mask")
+        if mask is not None and (not isinstance(mask, str) or Path(mask).name != mask or mask in ("", ".", "..")):
+            raise ConfigError(
+                f"{path}: corrections[{k}].mask: {mask!r} must be a file name in {path.with_suffix('')} "
+                "(masks outside the project's corrections folder are not read)"
+            )
     return Corrections(path, entries)
 
 

@@ -181,6 +181,8 @@ def mattes(
     names = filtered_layers.names()
     ids = filtered_layers.layer_ids
     shot_dir = project.project().deliveries / show / shot
+    if not names:
+        context.log.warning(f"{show}/{shot}: no layers to deliver; the mattes hold only an empty union A")
 
     # What the files will contain, known before writing them: the filtered masks'
     # content, the plate (geometry, frame numbers), the delivery settings and this code.

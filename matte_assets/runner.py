@@ -9,7 +9,9 @@ shows."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -170,12 +172,30 @@ def _downstream(stage: str) -> list[str]:
     return out
 
 
+def _echo_warnings(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Warnings the stages logged (NaN pixels replaced, no detections, no layers
+    delivered) change what is delivered: one line each on the terminal."""
+    for entry in instance.all_logs(run_id):
+        if entry.is_dagster_event or entry.level < logging.WARNING or not entry.user_message:
+            continue
+        print(f"matte: warning: {entry.user_message.strip().splitlines()[0]}", file=sys.stderr)
+
+
 def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
     """The failing step's root cause as one line: our own errors verbatim, anything
     else as 'stage X failed: Type: message'."""
     for event in result.all_events:
         if not (event.is_step_failure and event.step_failure_data):
             continue
+        error = event.step_failure_data.error
+        if os.environ.get("MATTE_DEBUG"):  # the failing stage's full traceback, causes included
+            print(f"matte: stage {event.step_key} failed:\n{error.to_string()}", file=sys.stderr)
+        chain = []
+        while error is not None:
+            chain.append(error.cls_name)
+            error = error.cause
+        if _INTERRUPTED & set(chain):  # Ctrl-C inside a stage: nothing was committed
+            raise KeyboardInterrupt
         error = event.step_failure_data.error
         root = error
         while error is not None:
@@ -188,6 +208,7 @@ def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
     return None
 
 
+_INTERRUPTED = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 _MATTE_ERRORS = {"MatteError", "ConfigError", "PlateError", "BackendError", "StoreError", "DeliveryError"}
 
 
@@ -247,6 +268,8 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             tags={"matte/shot": key, **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
         )
+        if result.success:  # (a failed run's own line says what matters; Dagster adds "not executing" noise)
+            _echo_warnings(instance, result.run_id)
         if not result.success:
             raise _user_error(result) or MatteError(f"run {result.run_id} of {key} failed")
 
