@@ -35,7 +35,7 @@ from .media.sequence import hash_file
 from .partitions import shots
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
-from .stage_data import LayersData, PlateData
+from .stage_data import LayersData, PlateData, frame_blocks
 from .stage_run import StageResult, StageRun, progress
 
 HEADER_PREFIX = "matte/"
@@ -108,9 +108,11 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         # EXR encoding (zlib, in C++) overlaps with reading and upscaling the next frame;
         # at most a couple of frames are in flight, so memory stays per frame.
         pending: deque[Future] = deque()
+        frame_numbers = plate.frame_numbers
         with ThreadPoolExecutor(max_workers=1) as pool:
-            for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
-                channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size)
+            for index, masks in progress(_frames_in_blocks(filtered_layers, ids), "mattes", total=len(frame_numbers)):
+                frame = frame_numbers[index]
+                channels = matte_channels(masks, names, full_size)
                 pixels.update(frame, channels)
                 pending.append(pool.submit(write, index, frame, channels))
                 while len(pending) > 2:
@@ -132,6 +134,16 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                        title=f"{show}/{shot} v{writer.version:03d}")
         folder = writer.commit(content, {"files": files, "channels": channels_list, "content_key": content_key, **common})
         return writer.version, folder, files, content, False
+
+
+def _frames_in_blocks(layers: LayersData, ids: list[int]):
+    """(frame index, (L, h, w) masks) read in blocks of frames: one zarr call per layer
+    and block instead of one per layer and frame."""
+    width, height = layers.size
+    for start, stop in frame_blocks(layers.n_frames, len(ids), height, width):
+        block = layers.masks_block(start, stop, ids)
+        for b in range(stop - start):
+            yield start + b, block[:, b]
 
 
 def _damaged(folder: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matte_assets.algorithms.layer_filter import FilterParams
@@ -54,8 +55,8 @@ def test_sweep_points_agree_with_the_filter_stage(ran_project: Path) -> None:
     grid = {"sim_merge": [0.3, base["sim_merge"], 0.9], "sim_false_positive": [0.05, base["sim_false_positive"]]}
     result = run_sweep(tracked, base, grid, truth_dir=truth, frame_numbers=plate.frame_numbers)
     assert len(result.rows) == 6
-    # The grid must reach different decisions, or agreeing with the stage proves nothing.
-    assert result.distinct_plans >= 2, [r.kept_layers for r in result.rows]
+    # (This small shot's two layers never overlap, so every point keeps both; the grid
+    # reaching different decisions is tested on built layers below.)
     for row in result.rows:
         assert row.dropped + row.merged + row.kept == len(tracked.layer_ids)
     # The point with the stored settings is exactly what filtered_layers delivered.
@@ -114,3 +115,36 @@ def test_sweep_applies_artist_drops_like_the_stage(ran_project: Path) -> None:
         assert row.kept == len(plan.kept) and all(f"({dropped[0]})" not in k for k in row.kept_layers)
     with pytest.raises(MatteError, match="artist corrections: cannot drop layer"):
         run_sweep(tracked, base, {"sim_merge": [0.5]}, artist=([999], {}))
+
+
+def _built_layers(masks: list[np.ndarray], labels: list[str]):
+    """LayersData over an in-memory group: one frame, the given masks."""
+    import zarr
+
+    from matte_assets.stage_data import LayersData, create_mask_array, write_table
+
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    h, w = masks[0].shape
+    ids = list(range(1, len(masks) + 1))
+    write_table(group, "layers", {
+        "layer_id": np.array(ids, np.int32), "label": np.array(labels), "first_frame": np.zeros(len(ids), np.int32),
+        "last_frame": np.zeros(len(ids), np.int32), "origin": np.array(["forward"] * len(ids)),
+    })
+    group.attrs.update({"n_frames": 1, "size": [w, h]})
+    for lid, mask in zip(ids, masks):
+        create_mask_array(group.require_group("masks"), str(lid), (1, h, w))[0] = mask
+    return LayersData(group, {})
+
+
+def test_sweep_grid_reaches_the_decisions_the_rules_state() -> None:
+    """A group blob over two people: Sim(group, person) = 1/3 for each, so it is a false
+    positive for sim_false_positive <= 1/3 and not above: known without the filter code."""
+    rect = lambda x0, x1: np.pad(np.ones((10, x1 - x0), bool), ((0, 0), (x0, 40 - x1)))  # noqa: E731
+    tracked = _built_layers([rect(0, 10), rect(20, 30), rect(0, 30)], ["person", "person", "person"])
+    base = {"sim_false_positive": 0.1, "sim_false_positive_count": 2, "sim_merge": 0.6, "duplicate_iou": 0.9}
+    result = run_sweep(tracked, base, {"sim_false_positive": [0.2, 0.5]})
+    low, high = result.rows
+    assert result.distinct_plans == 2
+    assert [k.split("(")[0] for k in low.kept_layers] and low.kept == 2 and low.dropped == 1
+    assert all("(3" not in k for k in low.kept_layers)  # the group is gone at 0.2
+    assert any("(3" in k or "+3" in k for k in high.kept_layers)  # and survives (kept or as a merge target) at 0.5
