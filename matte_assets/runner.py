@@ -26,6 +26,7 @@ from .lineage import (
     CODE_VERSIONS,
     STAGES,
     UPSTREAM,
+    digest,
     fingerprint,
     plate_files_version,
     settings_changes,
@@ -172,6 +173,30 @@ def _downstream(stage: str) -> list[str]:
     return out
 
 
+def _source_value(project: Project, settings, key: str, source: dg.AssetKey) -> str:
+    """What observing `source` would record now (the same values sources.py computes)."""
+    from resources import registry
+
+    kind, stage = source.path[0], source.path[-1]
+    if kind == "settings":
+        role = BACKEND_ROLE.get(stage)
+        return digest(stage_settings(settings, stage, registry.backend_identity(settings, role) if role else None))
+    if kind == "corrections":
+        return corrections_version(project, key, stage)
+    files = hash_plate_files(settings, cache=cache_file(project))
+    return plate_files_version([(f, h) for f, _, h in files])
+
+
+def _source_changed(instance: dg.DagsterInstance, project: Project, settings, key: str, source: dg.AssetKey) -> bool:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    record = instance.get_latest_data_version_record(source, is_source=True, partition_key=key)
+    if record is None:
+        return True
+    observed = extract_data_version_from_entry(record.event_log_entry)
+    return observed is None or observed.value != _source_value(project, settings, key, source)
+
+
 def _echo_warnings(instance: dg.DagsterInstance, run_id: str) -> None:
     """Warnings the stages logged (NaN pixels replaced, no detections, no layers
     delivered) change what is delivered: one line each on the terminal."""
@@ -251,12 +276,16 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
         register_shot(instance, show, shot)
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
-        # Observe the sources of the stages that run: a source whose data version changed
-        # always has its stage selected, so the others' last observations still hold.
+        # Observe the sources of the stages that run, and only those whose value differs
+        # from their last observation (each observation is a Dagster step): a source whose
+        # data version changed always has its stage selected, so the others still hold.
+        candidates = {
+            **({PLATE_FILES_KEY: "plate"} if "plate" in selected else {}),
+            **{settings_key(s): s for s in STAGES if s in selected},
+            **{corrections_key(s): s for s in CORRECTION_STAGES if s in selected},
+        }
         selection = [
-            *([PLATE_FILES_KEY] if "plate" in selected else []),
-            *(settings_key(s) for s in STAGES if s in selected),
-            *(corrections_key(s) for s in CORRECTION_STAGES if s in selected),
+            *(k for k in candidates if _source_changed(instance, project, settings, key, k)),
             *(dg.AssetKey(s) for s in STAGES if s in selected),
         ]
         result = job.execute_in_process(
