@@ -118,8 +118,34 @@ class ZarrStore:
     def _version_files(self, location: str):
         """(relative path, bytes) of every file of a version folder but the integrity list."""
         root = self._fs_path(location).rstrip("/")
-        for path in sorted(self.fs.find(root)):
-            yield path[len(root) + 1:], self.fs.cat_file(path)
+        for rel in sorted(self._listing(root)):
+            yield rel, self._read(f"{root}/{rel}")
+
+    def _read(self, path: str) -> bytes:
+        if self._local:
+            with open(path, "rb") as fh:
+                return fh.read()
+        return self.fs.cat_file(path)
+
+    def _listing(self, root: str) -> dict[str, int]:
+        """{relative path: size} of every file under a version folder (os.scandir on
+        local disks: fsspec's per-path overhead is most of the cost there)."""
+        if not self._local:
+            return {p[len(root) + 1:]: int(info.get("size") or 0) for p, info in self.fs.find(root, detail=True).items()}
+        out: dict[str, int] = {}
+        stack = [(root, "")]
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
+                else:
+                    out[f"{prefix}{entry.name}"] = entry.stat(follow_symlinks=False).st_size
+        return out
 
     def _write_bytes(self, location: str, data: bytes) -> None:
         path = self._fs_path(location)
@@ -212,8 +238,7 @@ class ZarrStore:
             expected = json.loads(body)["files"]
         except (ValueError, KeyError, TypeError):
             return [f"store damaged: {where}: {INTEGRITY} unreadable"]
-        found = {p[len(root) + 1:]: int(info.get("size") or 0)
-                 for p, info in self.fs.find(root, detail=True).items()}
+        found = self._listing(root)
         memo = (root, hashlib.sha256(body).hexdigest())
         if full and once and memo in _FULLY_VERIFIED:
             full = False  # re-hashed once in this process; sizes still checked
@@ -223,7 +248,7 @@ class ZarrStore:
                 problems.append(f"store damaged: {where}: {_describe(rel)} missing")
             elif found[rel] != expected[rel]["size"]:
                 problems.append(f"store damaged: {where}: {_describe(rel)} altered (size {found[rel]}, recorded {expected[rel]['size']})")
-            elif full and hashlib.sha256(self.fs.cat_file(f"{root}/{rel}")).hexdigest() != expected[rel]["sha256"]:
+            elif full and hashlib.sha256(self._read(f"{root}/{rel}")).hexdigest() != expected[rel]["sha256"]:
                 problems.append(f"store damaged: {where}: {_describe(rel)} altered (content hash differs)")
         for rel in sorted(set(found) - set(expected)):
             problems.append(f"store damaged: {where}: {_describe(rel)} not written by the stage (unexpected file)")
