@@ -15,32 +15,9 @@ import dagster as dg
 from upath import UPath
 
 from matte_assets.config import Project, split_shot_ref
-from matte_assets.stage_data import (
-    DetectionTable,
-    FrameMasksData,
-    LayersData,
-    PlateData,
-    read_table,
-)
 
+from .readers import open_stage  # noqa: F401  (re-exported: readers need no Dagster)
 from .zarr_store import ZarrStore
-
-
-def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None = None) -> Any:
-    """The reader for a stored stage result (current version unless `version`)."""
-    group, record = store.open_version(shot_key, stage, version)
-    if stage == "plate":
-        return PlateData(group, record)
-    if stage == "detections":
-        # Detectors that segment as they detect (SAM 3) store one mask per row beside the table.
-        return DetectionTable(read_table(group, "table"), record, masks=group["masks"] if "masks" in group else None)
-    if stage == "frame_masks":
-        return FrameMasksData(group, record)
-    if stage in ("tracked_layers", "filtered_layers"):
-        return LayersData(group, record)
-    if stage == "mattes":
-        return dict(group.attrs["manifest"]) | {"record": record}
-    raise KeyError(stage)
 
 
 class ZarrIOManager(dg.UPathIOManager):
@@ -60,7 +37,9 @@ class ZarrIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         stage = context.asset_key.path[-1]
-        return open_stage(self.store, context.asset_partition_key, stage)
+        # Inputs of a stage are re-hashed in full (once per process): what a stage
+        # computes from is exactly what was written, or the run fails naming the chunk.
+        return open_stage(self.store, context.asset_partition_key, stage, full=True)
 
 
 class ZarrIOManagerFactory(dg.ConfigurableIOManagerFactory):

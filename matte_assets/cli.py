@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from .config import Project, add_shot, find_project_root, init_project, split_shot_ref
+from .config import Project, add_shot, find_project_root, init_project, split_shot_ref, validate_name
 from .errors import MatteError
 from .lineage import STAGES
 
@@ -28,20 +28,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 shot_app = typer.Typer(help="Manage shots.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"matte {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Automatic roto-matte pipeline: plate -> detections -> masks -> tracked layers -> filtered layers -> EXR mattes."""
 app.add_typer(shot_app, name="shot")
 
-ProjectOpt = Annotated[
-    Optional[Path],
-    typer.Option("--project", help="Project folder (default: $MATTE_PROJECT, else the current folder)."),
-]
-
-
-def _project(project: Path | None) -> Project:
-    return Project(find_project_root(str(project) if project else None))
-
-
-def _out(line: str = "") -> None:
-    typer.echo(line)
+from .cli_common import ProjectOpt, _out, _project  # noqa: E402  (shared with cli_tuning)
 
 
 @app.command()
@@ -76,6 +80,26 @@ def shot_add(
     _out(f"{show}/{shot}: {len(frames)} frames {frames[0][0]}-{frames[-1][0]} -> {path}")
 
 
+@shot_app.command("remove")
+def shot_remove(
+    ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
+    deliveries: Annotated[bool, typer.Option("--deliveries", help="Also delete the shot's delivered versions.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Remove a shot: its show-file entry, stored results and corrections (deliveries are kept unless --deliveries)."""
+    from .locking import shot_lock
+    from .shot_admin import remove_shot
+
+    proj = _project(project)
+    show, shot = split_shot_ref(ref)
+    with shot_lock(proj, show, shot):
+        removed = remove_shot(proj, show, shot, deliveries=deliveries)
+    for what in removed:
+        _out(f"removed {what}")
+    if not deliveries and (proj.deliveries / show / shot).is_dir():
+        _out(f"kept deliveries in {proj.deliveries / show / shot} (--deliveries removes them)")
+
+
 @app.command()
 def run(
     ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
@@ -97,14 +121,24 @@ def run(
 
 
 def _delivery(proj: Project, show: str, shot: str) -> dict | None:
-    from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
+
+    from .errors import StoreError
+    from .verify import delivery_problems
 
     store = ZarrStore(proj.store_url)
     key = f"{show}__{shot}"
-    if store.head(key, "mattes") is None:
-        return None
-    return open_stage(store, key, "mattes")
+    try:
+        head = store.head(key, "mattes")
+        if head is None or store.check_version(key, "mattes", head["version"]):
+            return None
+        manifest = store.version_attrs(key, "mattes", head["version"])["manifest"]
+    except (StoreError, KeyError):
+        return None  # damaged: `status` says so per stage; nothing to point at
+    from .runner import project_delivery
+
+    manifest = project_delivery(proj, key, manifest)
+    return None if delivery_problems(manifest) else manifest  # a deleted delivery is not delivered
 
 
 @app.command()
@@ -129,6 +163,31 @@ def status(
         _out(f"latest delivery: {head['folder']}")
         for name, path in find_pictures(Path(head["folder"])).items():
             _out(f"  {name.replace('_', ' ')}: {path}")
+
+
+@app.command()
+def verify(
+    ref: Annotated[Optional[str], typer.Argument(metavar="[SHOW[/SHOT]]", help="A show, one shot, or (default) every shot.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Re-hash the store and the deliveries in full; exit 1 when anything is damaged."""
+    from .verify import VerifyReport, verify_shot
+
+    proj = _project(project)
+    if ref is None:
+        shots = proj.all_shots()
+    elif "/" in ref:
+        shots = [split_shot_ref(ref)]
+    else:
+        shots = [(ref, shot) for shot in proj.show(validate_name("show", ref)).shots]
+    report = VerifyReport()
+    for show, shot in shots:
+        verify_shot(proj, show, shot, report)
+    for line in report.lines:
+        _out(line)
+    if report.damaged:
+        raise MatteError(f"{report.damaged} problem(s) found; `matte run SHOW/SHOT` recomputes damaged stages and re-delivers")
+    _out(f"verified {len(shots)} shot(s): no damage")
 
 
 @app.command()
@@ -228,20 +287,57 @@ from .cli_tuning import register as _register_tuning  # noqa: E402  (matte eval,
 _register_tuning(app)
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """click's UsageError and typer's own copy of it (typer vendors click)."""
+    classes: list[type[BaseException]] = [click.exceptions.UsageError]
+    try:
+        from typer._click import exceptions as typer_click
+
+        classes.append(typer_click.UsageError)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _click_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(Exit, ClickException, Abort) from click and from typer's vendored click."""
+    exits, errors, aborts = [click.exceptions.Exit], [click.ClickException], [click.exceptions.Abort]
+    try:
+        from typer._click import exceptions as tc
+
+        exits.append(getattr(tc, "Exit", click.exceptions.Exit))
+        errors.append(tc.ClickException)
+        aborts.append(getattr(tc, "Abort", click.exceptions.Abort))
+    except ImportError:
+        pass
+    return tuple(exits), tuple(errors), tuple(aborts)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors, meaningful exit codes."""
+    """Entry point: one-line errors, meaningful exit codes (0 ok, 1 failure, 2 usage,
+    3 internal error, 130 interrupted)."""
+    exits, click_errors, aborts = _click_errors()
     try:
         result = app(args=argv, prog_name="matte", standalone_mode=False)
+        if result == 130:  # typer turns Ctrl-C into Exit(130) and returns its code
+            print("matte: interrupted", file=sys.stderr)
         return int(result or 0)
     except MatteError as exc:
         print(f"matte: {exc}", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except _usage_errors() as exc:
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            print(ctx.get_usage().splitlines()[0], file=sys.stderr)
+        message = exc.format_message().strip() if type(exc).__name__ != "NoArgsIsHelpError" else "missing command"
+        print(f"matte: {message.splitlines()[0] if message else 'usage error'} (--help for more)", file=sys.stderr)
+        return 2
+    except click_errors as exc:
         print(f"matte: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, *aborts):
         print("matte: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure is still one line (traceback on request)

@@ -1,18 +1,19 @@
 """`matte eval` and `matte sweep`: tuning commands, added to the CLI by `register(app)`.
 
 Kept out of cli.py so the core CLI and these commands can change independently; cli.py
-calls `register(app)` once its own helpers exist (everything from cli.py is imported
-inside `register` / the commands, so importing this module first is harmless).
+calls `register(app)`. The shared helpers live in cli_common (no import circle).
 """
 
 # No `from __future__ import annotations`: typer reads the command annotations at
-# registration, and `ProjectOpt` only exists inside `register`.
+# registration.
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from .cli_common import ProjectOpt, _out, _project
+from .config import split_shot_ref
 from .errors import MatteError
 
 EVAL_STAGES = ("mattes", "filtered_layers", "tracked_layers")
@@ -20,9 +21,6 @@ EVAL_STAGES = ("mattes", "filtered_layers", "tracked_layers")
 
 def register(app: typer.Typer) -> None:
     """Add `eval` and `sweep` to `app` (the `matte` Typer app)."""
-    from .cli import ProjectOpt, _out, _project
-    from .config import split_shot_ref
-
     @app.command("eval")
     def eval_command(
         ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],

@@ -27,6 +27,7 @@ from .errors import ConfigError
 
 PROJECT_FILE = "matte.yaml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_NAME = 64
 # identity_iou when the show file does not set it. The paper's 0.9 assumes SAM2's
 # masks; the embedded flow tracker's re-segmented masks agree with fresh GrabCut masks
 # less tightly (IoU 0.85-0.9 for the same object on the demo), so at 0.9 it would start
@@ -156,6 +157,8 @@ class ProjectFile(_Strict):
 
 def validate_name(kind: str, name: str, where: str = "") -> str:
     """Show and shot names become folder names and the `SHOW__SHOT` partition key."""
+    if len(name) > MAX_NAME:  # names become folders, partition keys and EXR names
+        raise ConfigError(f"{where}bad {kind} name {name[:20]!r}...: {len(name)} characters, at most {MAX_NAME}")
     if not NAME_RE.match(name) or "__" in name:
         raise ConfigError(
             f"{where}bad {kind} name {name!r}: use letters, digits, '_' and '-' only "
@@ -234,6 +237,12 @@ class ShowFile:
         self.shot_entries: dict[str, dict[str, Any]] = {}
         for name, entry in shots.items():
             validate_name("shot", str(name), f"{path}: shots: ")
+            if isinstance(entry, str):  # `sh010: /plates/sh010.####.exr`: the plate pattern alone
+                entry = {"plate": entry}
+            elif entry is not None and not isinstance(entry, Mapping):
+                raise ConfigError(
+                    f"{path}: shots.{name}: expected a mapping of settings or a plate pattern, got {type(entry).__name__} {entry!r}"
+                )
             entry = dict(entry or {})
             if isinstance(entry.get("plate"), str):
                 entry["plate"] = {"path": entry["plate"]}
@@ -358,8 +367,11 @@ def add_shot(project: Project, show: str, shot: str, plate: str, prompt: str | N
     path = project.show_path(show)
     raw = _read_yaml(path) if path.exists() else {}
     shots = raw.setdefault("shots", {}) or {}
+    if not isinstance(shots, dict):
+        raise ConfigError(f"{path}: shots: expected a mapping of shot name -> settings")
     raw["shots"] = shots
-    entry = dict(shots.get(shot) or {})
+    existing = shots.get(shot)
+    entry = dict(existing) if isinstance(existing, Mapping) else {}  # a pattern-only entry is replaced
     entry["plate"] = plate
     if prompt is not None:
         entry["prompt"] = prompt

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
@@ -101,6 +100,14 @@ class Corrections:
     def load_mask(self, name: str, size: tuple[int, int]) -> np.ndarray:
         """A stored correction mask as bool at plate size (w, h)."""
         path = self.masks_folder / name
+        folder = self.masks_folder.resolve()
+        if folder not in path.resolve().parents:  # a hand-edited `mask:` must not reach outside the project
+            raise CorrectionError(
+                f"{self.path}: mask {name!r} is outside the shot's corrections folder {self.masks_folder}; "
+                "record masks with `matte correct --mask`"
+            )
+        import cv2  # lazily: planning a run reads corrections without images
+
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise CorrectionError(f"{path}: correction mask missing or unreadable (referenced by {self.path})")
@@ -133,6 +140,12 @@ def load_corrections(project: Project, show: str, shot: str) -> Corrections:
             raise ConfigError(f"{path}: corrections[{k}]: a {e['kind']} correction needs frame and mask")
         if e["kind"] == "merge" and "into" not in e:
             raise ConfigError(f"{path}: corrections[{k}]: a merge needs `into`")
+        mask = e.get("mask")
+        if mask is not None and (not isinstance(mask, str) or Path(mask).name != mask or mask in ("", ".", "..")):
+            raise ConfigError(
+                f"{path}: corrections[{k}].mask: {mask!r} must be a file name in {path.with_suffix('')} "
+                "(masks outside the project's corrections folder are not read)"
+            )
     return Corrections(path, entries)
 
 
@@ -147,6 +160,8 @@ def save_corrections(corrections: Corrections) -> None:
 
 def store_mask(corrections: Corrections, mask: np.ndarray) -> str:
     """Save a bool mask as a content-named PNG beside the corrections file."""
+    import cv2  # lazily: planning a run reads corrections without images
+
     ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     if not ok:
         raise CorrectionError("could not encode the correction mask")
@@ -164,6 +179,8 @@ def store_mask(corrections: Corrections, mask: np.ndarray) -> str:
 def read_drawn_mask(path: Path, plate_size: tuple[int, int], original: dict[str, Any]) -> np.ndarray:
     """A drawn mask (PNG/JPEG/TIFF grey or alpha, or EXR channel A / first channel) at
     plate or original resolution -> bool at plate size."""
+    import cv2  # lazily: planning a run reads corrections without images
+
     path = Path(path)
     if not path.is_file():
         raise CorrectionError(f"{path}: no such mask file")

@@ -26,6 +26,7 @@ from .algorithms.layer_filter import (
     merge_frame,
 )
 from .corrections import CorrectionError, load_corrections
+from .errors import StoreError
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .pictures import metadata_pictures, pictures_metadata_from
@@ -128,7 +129,10 @@ def _same_plan_previous(run, record) -> LayersData | None:
     """The current filtered version, if it merged the same tracked layers the same way."""
     from io_managers.zarr_io_manager import open_stage as _open
 
-    head = run.store.head(run.shot_key, "filtered_layers")
+    try:
+        head = run.store.head(run.shot_key, "filtered_layers")
+    except StoreError:  # corrupt HEAD.json: nothing to reuse
+        return None
     if (
         head is None
         or head.get("plan") != record["plan"]
@@ -136,7 +140,10 @@ def _same_plan_previous(run, record) -> LayersData | None:
         or not head.get("content_digest")
     ):
         return None
-    return _open(run.store, run.shot_key, "filtered_layers")
+    try:
+        return _open(run.store, run.shot_key, "filtered_layers")
+    except StoreError:  # damaged: recompute rather than copy
+        return None
 
 
 def _merge_and_write(tracked_layers: LayersData, plan, sink: LayerMaskWriter) -> tuple[np.ndarray, np.ndarray, str]:
@@ -172,11 +179,14 @@ def _pictures(run, record, staged, layers: LayersData, title: str) -> dict:
     plate_version = record["lineage"]["plate"]["data_version"]
     key = f"{plate_version}:{record['content_digest']}"
     images: dict[str, bytes] = {}
-    head = run.store.head(run.shot_key, "filtered_layers")
-    if head and head.get("pictures_key") == key:
-        previous, _ = run.store.open_version(run.shot_key, "filtered_layers", head["version"])
-        if "pictures" in previous:
-            images = {name: bytes(previous["pictures"][name][...]) for name in previous["pictures"].array_keys()}
+    try:
+        head = run.store.head(run.shot_key, "filtered_layers")
+        if head and head.get("pictures_key") == key:
+            previous, _ = run.store.open_version(run.shot_key, "filtered_layers", head["version"])
+            if "pictures" in previous:
+                images = {name: bytes(previous["pictures"][name][...]) for name in previous["pictures"].array_keys()}
+    except StoreError:  # a damaged previous version: draw them again
+        images = {}
     if not images:
         plate = open_stage(run.store, run.shot_key, "plate")
         images = metadata_pictures(plate, layers, title)

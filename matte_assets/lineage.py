@@ -35,9 +35,11 @@ CODE_VERSIONS: dict[str, str] = {
     "detections": "1",
     "frame_masks": "1",
     "tracked_layers": "1",
-    "filtered_layers": "1",
-    "mattes": "2",  # stable names (registry), soft edges, Cryptomatte, Nuke script
+    "filtered_layers": "2",  # 2: false-positive rule judged iteratively (ec8d3bf)
+    "mattes": "3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
 }
+# tests/test_golden.py fails when a stage's stored results change while its entry here
+# does not; after bumping, regenerate: MATTE_UPDATE_GOLDEN=1 pytest tests/test_golden.py
 
 # Which backend role's identity is part of a stage's settings.
 BACKEND_ROLE = {"detections": "detector", "frame_masks": "segmenter", "tracked_layers": "tracker"}

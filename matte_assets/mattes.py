@@ -45,7 +45,7 @@ from .media.sequence import hash_file, read_image
 from .partitions import shots
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
-from .stage_data import LayersData, PlateData
+from .stage_data import LayersData, PlateData, frame_blocks
 from .stage_run import StageResult, StageRun, progress
 
 HEADER_PREFIX = "matte/"
@@ -154,10 +154,12 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         # EXR encoding (zlib, in C++) overlaps with reading and upscaling the next frame;
         # at most a couple of frames are in flight, so memory stays per frame.
         pending: deque[Future] = deque()
+        frame_numbers = plate.frame_numbers
         with ThreadPoolExecutor(max_workers=1) as pool:
-            for index, frame in enumerate(progress(plate.frame_numbers, "mattes")):
+            for index, masks in progress(_frames_in_blocks(filtered_layers, ids), "mattes", total=len(frame_numbers)):
+                frame = frame_numbers[index]
                 guide = frame_guide(attrs["files"][index], full_size) if deliver.edges == "soft" else None
-                channels = matte_channels(filtered_layers.masks_at(index, ids), names, full_size, guide=guide, band=band)
+                channels = matte_channels(masks, names, full_size, guide=guide, band=band)
                 pixels.update(frame, channels)
                 pending.append(pool.submit(write, index, frame, channels))
                 while len(pending) > 2:
@@ -167,6 +169,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         # The delivered content is the pixels *as encoded*: a compression change is new files.
         content = digest({"pixels": pixels.hexdigest(), "deliver": run.settings.deliver.model_dump()}, length=64)
         existing = find_version_with_digest(shot_dir, content)
+        if existing is not None and _damaged(shot_dir / f"v{existing:03d}"):
+            existing = None  # its files are gone or altered: deliver anew
         if existing is not None:
             writer.abort()  # identical pixels already delivered: reuse that version
             folder = shot_dir / f"v{existing:03d}"
@@ -218,11 +222,31 @@ def named_layers(layers: LayersData, names: list[str]) -> LayersData:
     return view
 
 
+def _frames_in_blocks(layers: LayersData, ids: list[int]):
+    """(frame index, (L, h, w) masks) read in blocks of frames: one zarr call per layer
+    and block instead of one per layer and frame."""
+    width, height = layers.size
+    for start, stop in frame_blocks(layers.n_frames, len(ids), height, width):
+        block = layers.masks_block(start, stop, ids)
+        for b in range(stop - start):
+            yield start + b, block[:, b]
+
+
+def _damaged(folder: Path) -> bool:
+    from .verify import version_folder_problems
+
+    return bool(version_folder_problems(folder))
+
+
 def find_version_with_key(shot_dir: Path, key: str) -> int | None:
     """A delivered version made from exactly the same content (see `content_key`)."""
+    from .verify import version_folder_problems
+
     for version in sorted(list_versions(shot_dir), reverse=True):
         try:
             if read_manifest(shot_dir / f"v{version:03d}").get("content_key") == key:
+                if version_folder_problems(shot_dir / f"v{version:03d}"):
+                    continue  # files gone: not a delivery to point at
                 return version
         except Exception:  # an unreadable manifest is simply not a match
             continue
@@ -258,6 +282,8 @@ def mattes(
     names, registry = assign_names(
         load_registry(shot_dir), ids, [str(x) for x in filtered_layers.table["label"]], [int(x) for x in filtered_layers.table["first_frame"]]
     )
+    if not names:
+        context.log.warning(f"{show}/{shot}: no layers to deliver; the mattes hold only an empty union A")
 
     # What the files will contain, known before writing them: the filtered masks'
     # content, the plate (geometry, frame numbers), the delivery settings and this code.

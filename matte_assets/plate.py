@@ -17,7 +17,7 @@ from .media.colour import COLOUR_HANDLING, to_display_uint8
 from .media.scale import fit_within, resize_rgb
 from .media.sequence import read_image, resolve_pattern
 from .partitions import shots
-from .plate_files import hash_plate_files
+from .plate_files import cache_file, hash_plate_files
 from .sources import PLATE_FILES_KEY, settings_key
 from .stage_data import create_plate_arrays
 from .stage_run import StageResult, StageRun, progress
@@ -35,7 +35,7 @@ def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output
     """Frames downscaled so the longest side <= max_side (aspect kept)."""
     run = StageRun(context, "plate", project.shot(context.partition_key), project.store())
     settings = run.settings
-    files = hash_plate_files(settings)
+    files = hash_plate_files(settings, cache=cache_file(project.project()))
     staged, record = run.begin(
         stage_settings(settings, "plate"), {"files": plate_files_version([(f, h) for f, _, h in files])}
     )

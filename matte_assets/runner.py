@@ -9,43 +9,39 @@ shows."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import dagster as dg
-
 from io_managers.zarr_store import ZarrStore
-from resources import registry
 
 from . import errors
 from .config import Project, partition_key
+from .correction_inputs import CORRECTION_STAGES, corrections_version
 from .errors import MatteError, StoreError
 from .lineage import (
     BACKEND_ROLE,
     CODE_VERSIONS,
     STAGES,
     UPSTREAM,
+    digest,
     fingerprint,
     plate_files_version,
     settings_changes,
     stage_settings,
 )
-from .partitions import shots
-from .plate_files import hash_plate_files
-from .sources import (
-    CORRECTION_STAGES,
-    PLATE_FILES_KEY,
-    corrections_key,
-    corrections_version,
-    settings_key,
-)
+from .plate_files import cache_file, hash_plate_files
+
+# Dagster, the backends' registry and the asset modules are imported where they are
+# used: a run that finds every stage fresh never loads them (a second of imports).
 
 
 @dataclass
 class StageState:
     stage: str
-    state: str  # fresh | stale | missing
+    state: str  # fresh | stale | missing | damaged
     expected: str
     current: str | None
     reasons: list[str] = field(default_factory=list)
@@ -70,11 +66,38 @@ def _plate_file_changes(store: ZarrStore, key: str, head: dict[str, Any], files:
     return out
 
 
+def stored_problems(project: Project, store: ZarrStore, key: str, stage: str, head: dict[str, Any], full: bool = False) -> list[str]:
+    """Why the current version of `stage` cannot be trusted (empty: it can): files of
+    the stored version missing or altered, or (mattes) delivered files gone."""
+    problems = store.check_version(key, stage, head.get("version", "?"), full=full)
+    if stage == "mattes" and not problems:
+        from .verify import delivery_problems
+
+        manifest = dict(store.version_attrs(key, stage, head["version"]).get("manifest") or {})
+        problems = delivery_problems(project_delivery(project, key, manifest), full=full)
+    return problems
+
+
+def project_delivery(project: Project, key: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A `mattes` manifest with its folder and files resolved in this project's
+    deliveries folder (a moved or copied project checks its own files)."""
+    from .config import split_shot_ref
+
+    if "version" not in manifest:
+        return manifest
+    show, shot = split_shot_ref(key)
+    folder = project.deliveries / show / shot / f"v{int(manifest['version']):03d}"
+    files = [{**f, "path": str(folder / f["name"])} for f in manifest.get("files", [])]
+    return {**manifest, "folder": str(folder), "files": files}
+
+
 def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
+    from resources import registry
+
     settings = project.shot(show, shot)
     store = ZarrStore(project.store_url)
     key = partition_key(show, shot)
-    files = hash_plate_files(settings)
+    files = hash_plate_files(settings, cache=cache_file(project))
     states: dict[str, StageState] = {}
     expected: dict[str, str] = {}
     for stage in STAGES:
@@ -87,11 +110,19 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
         if stage in CORRECTION_STAGES and (corr := corrections_version(project, key, stage)) != "none":
             inputs["corrections"] = corr
         expected[stage] = fingerprint(stage, current_settings, inputs)
-        head = store.head(key, stage)
+        try:
+            head = store.head(key, stage)
+        except StoreError as exc:  # a corrupt HEAD.json: recompute, whatever it said
+            states[stage] = StageState(stage, "damaged", expected[stage], None, [str(exc)])
+            continue
         if head is None:
             states[stage] = StageState(stage, "missing", expected[stage], None, ["never materialised"])
             continue
         if head.get("data_version") == expected[stage]:
+            problems = stored_problems(project, store, key, stage, head)
+            if problems:
+                states[stage] = StageState(stage, "damaged", expected[stage], head["data_version"], problems[:3])
+                continue
             states[stage] = StageState(stage, "fresh", expected[stage], head["data_version"], seconds=head.get("seconds"))
             continue
         reasons: list[str] = []
@@ -115,6 +146,8 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
+    import dagster as dg
+
     home = project.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -125,6 +158,8 @@ def instance_for(project: Project) -> dg.DagsterInstance:
 
 
 def register_shot(instance: dg.DagsterInstance, show: str, shot: str) -> None:
+    from .partitions import shots
+
     key = partition_key(show, shot)
     if not instance.has_dynamic_partition(shots.name, key):
         instance.add_dynamic_partitions(shots.name, [key])
@@ -138,12 +173,54 @@ def _downstream(stage: str) -> list[str]:
     return out
 
 
+def _source_value(project: Project, settings, key: str, source: dg.AssetKey) -> str:
+    """What observing `source` would record now (the same values sources.py computes)."""
+    from resources import registry
+
+    kind, stage = source.path[0], source.path[-1]
+    if kind == "settings":
+        role = BACKEND_ROLE.get(stage)
+        return digest(stage_settings(settings, stage, registry.backend_identity(settings, role) if role else None))
+    if kind == "corrections":
+        return corrections_version(project, key, stage)
+    files = hash_plate_files(settings, cache=cache_file(project))
+    return plate_files_version([(f, h) for f, _, h in files])
+
+
+def _source_changed(instance: dg.DagsterInstance, project: Project, settings, key: str, source: dg.AssetKey) -> bool:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    record = instance.get_latest_data_version_record(source, is_source=True, partition_key=key)
+    if record is None:
+        return True
+    observed = extract_data_version_from_entry(record.event_log_entry)
+    return observed is None or observed.value != _source_value(project, settings, key, source)
+
+
+def _echo_warnings(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Warnings the stages logged (NaN pixels replaced, no detections, no layers
+    delivered) change what is delivered: one line each on the terminal."""
+    for entry in instance.all_logs(run_id):
+        if entry.is_dagster_event or entry.level < logging.WARNING or not entry.user_message:
+            continue
+        print(f"matte: warning: {entry.user_message.strip().splitlines()[0]}", file=sys.stderr)
+
+
 def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
     """The failing step's root cause as one line: our own errors verbatim, anything
     else as 'stage X failed: Type: message'."""
     for event in result.all_events:
         if not (event.is_step_failure and event.step_failure_data):
             continue
+        error = event.step_failure_data.error
+        if os.environ.get("MATTE_DEBUG"):  # the failing stage's full traceback, causes included
+            print(f"matte: stage {event.step_key} failed:\n{error.to_string()}", file=sys.stderr)
+        chain = []
+        while error is not None:
+            chain.append(error.cls_name)
+            error = error.cause
+        if _INTERRUPTED & set(chain):  # Ctrl-C inside a stage: nothing was committed
+            raise KeyboardInterrupt
         error = event.step_failure_data.error
         root = error
         while error is not None:
@@ -156,6 +233,7 @@ def _user_error(result: dg.ExecuteInProcessResult) -> Exception | None:
     return None
 
 
+_INTERRUPTED = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 _MATTE_ERRORS = {"MatteError", "ConfigError", "PlateError", "BackendError", "StoreError", "DeliveryError"}
 
 
@@ -176,7 +254,7 @@ def run_shot(
 
 
 def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, echo: Callable[[str], None]) -> list[StageState]:
-    from .definitions import build_definitions
+    from resources import registry
 
     if from_stage is not None and from_stage not in STAGES:
         raise MatteError(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")
@@ -186,19 +264,28 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
     selected = {s.stage for s in plan if s.state != "fresh"}
     if from_stage:
         selected |= set(_downstream(from_stage))
-    instance = instance_for(project)
-    register_shot(instance, show, shot)
     key = partition_key(show, shot)
 
     if selected:
+        import dagster as dg
+
+        from .definitions import build_definitions
+        from .sources import PLATE_FILES_KEY, corrections_key, settings_key
+
+        instance = instance_for(project)
+        register_shot(instance, show, shot)
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
-        # Observe the sources of the stages that run: a source whose data version changed
-        # always has its stage selected, so the others' last observations still hold.
+        # Observe the sources of the stages that run, and only those whose value differs
+        # from their last observation (each observation is a Dagster step): a source whose
+        # data version changed always has its stage selected, so the others still hold.
+        candidates = {
+            **({PLATE_FILES_KEY: "plate"} if "plate" in selected else {}),
+            **{settings_key(s): s for s in STAGES if s in selected},
+            **{corrections_key(s): s for s in CORRECTION_STAGES if s in selected},
+        }
         selection = [
-            *([PLATE_FILES_KEY] if "plate" in selected else []),
-            *(settings_key(s) for s in STAGES if s in selected),
-            *(corrections_key(s) for s in CORRECTION_STAGES if s in selected),
+            *(k for k in candidates if _source_changed(instance, project, settings, key, k)),
             *(dg.AssetKey(s) for s in STAGES if s in selected),
         ]
         result = job.execute_in_process(
@@ -210,6 +297,8 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             tags={"matte/shot": key, **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
         )
+        if result.success:  # (a failed run's own line says what matters; Dagster adds "not executing" noise)
+            _echo_warnings(instance, result.run_id)
         if not result.success:
             raise _user_error(result) or MatteError(f"run {result.run_id} of {key} failed")
 

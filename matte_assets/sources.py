@@ -16,7 +16,7 @@ from resources.project import BackendsResource, ProjectResource
 
 from .lineage import BACKEND_ROLE, STAGES, digest, plate_files_version, stage_settings
 from .partitions import shots
-from .plate_files import hash_plate_files
+from .plate_files import cache_file, hash_plate_files
 
 
 @dg.observable_source_asset(
@@ -27,7 +27,7 @@ from .plate_files import hash_plate_files
 )
 def plate_files(context, project: ProjectResource) -> dg.DataVersionsByPartition:
     settings = project.shot(context.partition_key)
-    files = hash_plate_files(settings)
+    files = hash_plate_files(settings, cache=cache_file(project.project()))
     return dg.DataVersionsByPartition({context.partition_key: dg.DataVersion(plate_files_version([(f, h) for f, _, h in files]))})
 
 
@@ -50,18 +50,7 @@ def _settings_source(stage: str) -> dg.SourceAsset:
 
 SETTINGS_SOURCES = {stage: _settings_source(stage) for stage in STAGES}
 
-# Which corrections feed which stage: masks, clicks and new layers re-track; drops and
-# merges only re-filter. One file, two sources, so Dagster marks exactly that stage.
-CORRECTION_STAGES = ("tracked_layers", "filtered_layers")
-
-
-def corrections_version(project, shot_key: str, stage: str) -> str:
-    from .config import split_shot_ref
-    from .corrections import load_corrections
-
-    corrections = load_corrections(project, *split_shot_ref(shot_key))
-    value = corrections.tracking_digest() if stage == "tracked_layers" else corrections.filter_digest()
-    return value or "none"
+from .correction_inputs import CORRECTION_STAGES, corrections_version  # noqa: E402  (re-exported)
 
 
 def _corrections_source(stage: str) -> dg.SourceAsset:

@@ -29,6 +29,7 @@ from .algorithms.tracking import (
     track_shot,
 )
 from .corrections import CorrectionError, Corrections, load_corrections
+from .errors import StoreError
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import corrections_key, settings_key
@@ -48,13 +49,19 @@ def reusable_previous(store: ZarrStore, shot_key: str, record: dict[str, Any]) -
     (corrections aside): its uncorrected layers can be copied instead of re-tracked."""
     from io_managers.zarr_io_manager import open_stage
 
-    head = store.head(shot_key, "tracked_layers")
+    try:
+        head = store.head(shot_key, "tracked_layers")
+    except StoreError:  # corrupt HEAD.json: nothing to reuse
+        return None
     if head is None or head.get("settings") != record["settings"]:
         return None
     strip = lambda inputs: {k: v for k, v in inputs.items() if k != "corrections"}  # noqa: E731
     if strip(head.get("inputs", {})) != strip(record["inputs"]):
         return None
-    return open_stage(store, shot_key, "tracked_layers")
+    try:
+        return open_stage(store, shot_key, "tracked_layers")
+    except StoreError:  # a damaged current version is recomputed, never copied from
+        return None
 
 
 def _records_from(layers: LayersData) -> dict[int, LayerRecord]:

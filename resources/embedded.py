@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
-from scipy.special import expit, logsumexp
+from matte_assets.lazy import lazy_module
+
+# scipy loads on first use: `matte run` / `status` ask a backend for its identity only.
+ndimage = lazy_module("scipy.ndimage")
+special = lazy_module("scipy.special")
 
 from matte_assets.errors import BackendError
 from resources.backends import (
@@ -112,7 +115,7 @@ def _gmm_log_likelihood(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         terms.append(math.log(weights[k]) - 0.5 * math.log(det) - 0.5 * maha)
     if not terms:
         return np.full(pixels.shape[0], -np.inf)
-    return logsumexp(np.stack(terms), axis=0)
+    return special.logsumexp(np.stack(terms), axis=0)
 
 
 def _separability(crop: np.ndarray, fg: np.ndarray, bgd_model: np.ndarray, fgd_model: np.ndarray) -> float:
@@ -125,7 +128,7 @@ def _separability(crop: np.ndarray, fg: np.ndarray, bgd_model: np.ndarray, fgd_m
     if not fg.any() or fg.all():
         return 0.0
     pixels = crop.reshape(-1, 3).astype(np.float64)
-    post = expit(_gmm_log_likelihood(fgd_model, pixels) - _gmm_log_likelihood(bgd_model, pixels))
+    post = special.expit(_gmm_log_likelihood(fgd_model, pixels) - _gmm_log_likelihood(bgd_model, pixels))
     post = np.nan_to_num(post, nan=0.5)
     flat = fg.reshape(-1)
     a = 0.5 * (float(post[flat].mean()) + float(1.0 - post[~flat].mean()))

@@ -321,8 +321,9 @@ def test_killed_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     assert [result[s] for s in ("tracked_layers", "filtered_layers", "mattes")] == ["ran"] * 3
     files = sorted((project.deliveries / SHOW / SHOT / "v001").glob("*.exr"))
     assert len(files) == 24
-    digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
-    assert digest  # readable, complete files
+    manifest = open_stage(store, KEY, "mattes")
+    recorded = {f["name"]: f["sha256"] for f in manifest["files"]}
+    assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files} == recorded  # complete files
 
 
 # -- stable names and undo ---------------------------------------------------------------
