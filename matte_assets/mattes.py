@@ -92,6 +92,9 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             },
             "layers": dict(zip(names, filtered_layers.table["members"])),
             "plate_pattern": attrs["pattern"],
+            # The plate's colourspace, view and OCIO config identity (plate versions before
+            # the OCIO reader have none).
+            **({"plate_colour": attrs["colour"]} if isinstance(attrs.get("colour"), dict) else {}),
         }
         def write(index: int, frame: int, channels: dict[str, np.ndarray]) -> dict[str, Any]:
             path = writer.path_for(frame, attrs["padding"])
@@ -102,6 +105,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                 display_window=tuple(original["display_window"]),
                 compression=run.settings.deliver.compression,
                 attributes=provenance(common, frame, attrs["files"][index], attrs["sha256"][index]),
+                pixel_aspect_ratio=attrs.get("pixel_aspect_ratio"),
+                chromaticities=attrs.get("chromaticities"),
             )
             return {"frame": frame, "name": path.name, "sha256": hash_file(path)}
 

@@ -175,6 +175,8 @@ def write_exr(
     attributes: dict[str, str] | None = None,
     pixel_type: str = "half",
     overwrite: bool = False,
+    pixel_aspect_ratio: float | None = None,
+    chromaticities: tuple[float, ...] | list[float] | None = None,
 ) -> Path:
     """Write a single-part scanline EXR atomically and return its path.
 
@@ -209,6 +211,12 @@ def write_exr(
         "displayWindow": _box(display_window),
         **attributes,
     }
+    if pixel_aspect_ratio is not None:
+        header["pixelAspectRatio"] = float(pixel_aspect_ratio)
+    if chromaticities is not None:
+        if len(chromaticities) != 8:
+            raise DeliveryError(f"{path}: chromaticities need 8 values, got {len(chromaticities)}")
+        header["chromaticities"] = tuple(float(v) for v in chromaticities)
     pixels = {name: np.ascontiguousarray(arr, dtype=dtype) for name, arr in channels.items()}
     tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
     try:
