@@ -9,6 +9,8 @@ frame numbers and per-file hashes are kept as attributes: deliveries are written
 with that geometry, and lineage names the exact files a matte came from."""
 
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import dagster as dg
 from dagster import AssetExecutionContext
 
@@ -53,22 +55,27 @@ def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output
     colour = display_transform(plate_colour(settings), first.linear, first.chromaticities)
     frames = create_plate_arrays(staged.group, len(files), out_w, out_h)
     nonfinite: dict[str, int] = {}
-    for index, (frame, path, _) in enumerate(progress(files, "plate")):
-        image = first if index == 0 else read_image(path, layer)
-        if image.linear != first.linear:
-            raise PlateError(
-                f"mixed pixel types: {path} is {image.bit_depth}, {files[0][1]} is {first.bit_depth}"
-            )
-        if (image.data_window, image.display_window) != (first.data_window, first.display_window):
-            raise PlateError(
-                f"mixed resolutions: {path} has data window {image.data_window} / display window "
-                f"{image.display_window}, but {files[0][1]} has {first.data_window} / {first.display_window}"
-            )
-        if image.nonfinite:
-            nonfinite[str(frame)] = image.nonfinite
-            context.log.warning(f"{path}: {image.nonfinite} NaN/inf values replaced by 0 (frame {frame})")
-        # Downscale first: the colour transform then runs on working-size pixels only.
-        frames[index] = colour.apply(resize_rgb(image.pixels, (out_w, out_h)))
+    # Decode the next frame while this one is downscaled, transformed and stored
+    # (OpenImageIO releases the GIL); one frame ahead keeps memory at two frames.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead: Future | None = None
+        for index, (frame, path, _) in enumerate(progress(files, "plate")):
+            image = first if index == 0 else ahead.result()  # type: ignore[union-attr]
+            ahead = pool.submit(read_image, files[index + 1][1], layer) if index + 1 < len(files) else None
+            if image.linear != first.linear:
+                raise PlateError(
+                    f"mixed pixel types: {path} is {image.bit_depth}, {files[0][1]} is {first.bit_depth}"
+                )
+            if (image.data_window, image.display_window) != (first.data_window, first.display_window):
+                raise PlateError(
+                    f"mixed resolutions: {path} has data window {image.data_window} / display window "
+                    f"{image.display_window}, but {files[0][1]} has {first.data_window} / {first.display_window}"
+                )
+            if image.nonfinite:
+                nonfinite[str(frame)] = image.nonfinite
+                context.log.warning(f"{path}: {image.nonfinite} NaN/inf values replaced by 0 (frame {frame})")
+            # Downscale first: the colour transform then runs on working-size pixels only.
+            frames[index] = colour.apply(resize_rgb(image.pixels, (out_w, out_h)))
 
     staged.group.attrs.update(
         {

@@ -272,7 +272,12 @@ def test_dpx_sequence_end_to_end(capsys, tmp_path: Path) -> None:
     folder.mkdir()
     for index in range(shot.n_frames):
         _write_dpx(folder / f"d.{1001 + index:04d}.dpx", render_display(shot, index)[0])
-    root = _project(tmp_path, {"plate": str(folder / "d.####.dpx")})
+    root = tmp_path / "proj"
+    assert main(["init", str(root)]) == 0
+    code = main(["shot", "add", f"{SHOW}/sh010", "--plate", str(folder / "d.####.dpx"), "--prompt", "moving",
+                 "--project", str(root)])
+    out, err = capsys.readouterr()
+    assert code == 0 and f"{N_FRAMES} frames 1001-{1000 + N_FRAMES}" in out, (out, err)
     code, out, err = _run(capsys, root)
     assert code == 0, err
     plate = _plate(root)

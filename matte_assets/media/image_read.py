@@ -160,7 +160,10 @@ def _read_channels(path: Path, inp: oiio.ImageInput, picked: list[_Channel]) -> 
     formats = spec.channelformats or ()
     fmt_of = [str(formats[c.index]) if formats else str(spec.format) for c in picked]
     fmt = "float" if "float" in fmt_of else fmt_of[0]
-    pixels = np.stack([data[..., c.index - lo] for c in picked], axis=-1)
+    if [c.index for c in picked] == list(range(lo, hi)) and hi - lo == 3:
+        pixels = data  # R, G, B already in order: no copy of a full-resolution frame
+    else:
+        pixels = np.stack([data[..., c.index - lo] for c in picked], axis=-1)
     return np.ascontiguousarray(pixels, dtype=np.float32), fmt
 
 
@@ -195,9 +198,13 @@ def read_image(path: str | os.PathLike, layer: str | None = None) -> LoadedImage
         raise PlateError(f"{path}: reading failed ({_one_line(str(exc))})") from exc
     finally:
         inp.close()
-    # Counted per stored value, before Y is copied to three channels.
-    distinct = {c.name: i for i, c in enumerate(picked)}
-    bad = sum(int(np.count_nonzero(~np.isfinite(pixels[..., i]))) for i in distinct.values())
+    # Counted per stored value, before Y is copied to three channels. A sum is one pass
+    # without temporaries and is finite when every value is (a huge float frame whose
+    # sum overflows just takes the exact count), so clean frames skip the per-pixel count.
+    bad = 0
+    if not np.isfinite(pixels.sum()):
+        distinct = {c.name: i for i, c in enumerate(picked)}
+        bad = sum(int(np.count_nonzero(~np.isfinite(pixels[..., i]))) for i in distinct.values())
     if bad:
         pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
     bits = spec.get_int_attribute("oiio:BitsPerSample", 0)
