@@ -45,6 +45,10 @@ class PlateSettings(_Strict):
     path: str | None = None
     max_side: int = Field(1024, ge=16, le=16384)
     frames: tuple[int, int] | None = None  # inclusive range; default: every frame on disk
+    # OCIO colourspace of the files; None: scene_linear role for float pixels, sRGB
+    # texture for integer pixels (docs/colour.md).
+    colorspace: str | None = None
+    layer: str | None = None  # EXR layer/part holding the picture (e.g. "beauty")
 
 
 class DetectSettings(_Strict):
@@ -73,6 +77,15 @@ class DeliverSettings(_Strict):
     edges: Literal["hard", "soft"] = "hard"
     band: int | None = Field(None, ge=1, le=256)
     cryptomatte: bool = False  # also write CryptoObject00.. channels (float32)
+
+
+class ColourSettings(_Strict):
+    """OCIO config and the display/view that make the models' picture (docs/colour.md).
+    `config`: a path or `ocio://` URI; None: `$OCIO`, else OCIO's built-in CG config."""
+
+    config: str | None = None
+    display: str | None = None  # None: the config's default display
+    view: str | None = None  # None: the config's default view (scene-referred plates)
 
 
 class Backends(_Strict):
@@ -112,6 +125,7 @@ class ShotSettings(_Strict):
     track: TrackSettings = TrackSettings()
     filter: FilterSettings = FilterSettings()
     deliver: DeliverSettings = DeliverSettings()
+    colour: ColourSettings = ColourSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +167,7 @@ class ProjectFile(_Strict):
     store: str = "store"
     deliveries: str = "deliveries"
     shows: str = "shows"
+    colour: ColourSettings = ColourSettings()  # project-wide; a show file's `colour` wins
 
 
 def validate_name(kind: str, name: str, where: str = "") -> str:
@@ -333,7 +348,16 @@ class Project:
                 models[key] = str(self.root / source)
         if models:
             settings = settings.model_copy(update={"models": settings.models.model_copy(update=models)})
-        return settings
+        return self._with_colour(settings)
+
+    def _with_colour(self, settings: ShotSettings) -> ShotSettings:
+        """matte.yaml's `colour` fills what the show file left unset; a config path is
+        relative to the project root."""
+        merged = {**self.config.colour.model_dump(exclude_none=True), **settings.colour.model_dump(exclude_none=True)}
+        config = merged.get("config")
+        if config and "://" not in config and not Path(config).expanduser().is_absolute():
+            merged["config"] = str(self.root / config)
+        return settings.model_copy(update={"colour": ColourSettings(**merged)})
 
     def all_shots(self) -> list[tuple[str, str]]:
         return [(show, shot) for show in self.shows() for shot in self.show(show).shots]

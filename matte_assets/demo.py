@@ -16,6 +16,7 @@ import numpy as np
 from .config import Project, add_shot, init_project
 from .evaluation import score_delivery
 from .media.exr import write_rgb_exr
+from .media.ocio_colour import REC709_CHROMATICITIES
 from .synthetic import demo_shot, render_frame
 
 SHOW, SHOT = "demo", "sh010"
@@ -34,7 +35,9 @@ def write_synthetic_plate(shot, folder: Path) -> str:
         rgb, masks = render_frame(shot, index)
         for name, mask in masks.items():
             cv2.imwrite(str(truth / f"{name}.{frame:04d}.png"), mask.astype(np.uint8) * 255)
-        write_rgb_exr(exr, rgb, compression="zip")
+        # Linear Rec.709 (the colours are designed in sRGB): the header says so, and the
+        # plate stage picks the matching OCIO colourspace from it.
+        write_rgb_exr(exr, rgb, compression="zip", chromaticities=REC709_CHROMATICITIES)
     return str(folder / f"{SHOT}.####.exr")
 
 

@@ -196,13 +196,14 @@ def write_case(shot: SyntheticShot, folder: Path) -> tuple[str, Path]:
     """Plate EXRs (scene-linear) and truth PNGs (`truth/<object>.<frame>.png`, groups
     joined) into `folder`. Returns (plate pattern, truth folder)."""
     from .media.exr import write_rgb_exr
+    from .media.ocio_colour import REC709_CHROMATICITIES
 
     truth = folder / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     for index in range(shot.n_frames):
         frame = shot.first_frame + index
         rgb, _ = render_frame(shot, index)
-        write_rgb_exr(folder / f"{SHOT}.{frame:04d}.exr", rgb, compression="zip")
+        write_rgb_exr(folder / f"{SHOT}.{frame:04d}.exr", rgb, compression="zip", chromaticities=REC709_CHROMATICITIES)
         for name, mask in truth_masks(shot, index).items():
             cv2.imwrite(str(truth / f"{name}.{frame:04d}.png"), mask.astype(np.uint8) * 255)
     return str(folder / f"{SHOT}.####.exr"), truth

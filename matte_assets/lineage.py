@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from .config import ShotSettings
-from .media.colour import COLOUR_HANDLING
+from .media.ocio_colour import plate_colour
 
 STAGES = ("plate", "detections", "frame_masks", "tracked_layers", "filtered_layers", "mattes")
 
@@ -31,7 +31,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # Bump a stage's code version when a change to its code changes its results: every
 # stored result of that stage (and everything downstream) becomes stale.
 CODE_VERSIONS: dict[str, str] = {
-    "plate": "1",
+    # 2: OpenImageIO reading (layers, DPX, pixel aspect), OCIO view transform instead of a
+    # clipped sRGB OETF, downscale before colour, anamorphic plates desqueezed.
+    "plate": "2",
     "detections": "1",
     "frame_masks": "1",
     "tracked_layers": "1",
@@ -56,7 +58,12 @@ def digest(value: Any, length: int = 16) -> str:
 def stage_settings(settings: ShotSettings, stage: str, backend_identity: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings that enter `stage`, as plain data (what is hashed and recorded)."""
     if stage == "plate":
-        return {"max_side": settings.plate.max_side, "frames": settings.plate.frames, "colour": COLOUR_HANDLING}
+        return {
+            "max_side": settings.plate.max_side,
+            "frames": settings.plate.frames,
+            "colour": plate_colour(settings).identity(),
+            **({"layer": settings.plate.layer} if settings.plate.layer else {}),
+        }
     if stage == "detections":
         out: dict[str, Any] = {"labels": settings.labels, **settings.detect.model_dump()}
     elif stage == "frame_masks":

@@ -128,6 +128,9 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             "layers": dict(zip(names, filtered_layers.table["members"])),
             "layer_ids": dict(zip(names, ids)),
             "plate_pattern": attrs["pattern"],
+            # The plate's colourspace, view and OCIO config identity (plate versions before
+            # the OCIO reader have none).
+            **({"plate_colour": attrs["colour"]} if isinstance(attrs.get("colour"), dict) else {}),
         }
         deliver = run.settings.deliver
         band = deliver.band or auto_band(full_size, plate.size)
@@ -148,6 +151,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                 compression=deliver.compression,
                 attributes={**provenance(common, frame, attrs["files"][index], attrs["sha256"][index]), **crypto_attrs},
                 channel_types=types,
+                pixel_aspect_ratio=attrs.get("pixel_aspect_ratio"),
+                chromaticities=attrs.get("chromaticities"),
             )
             return {"frame": frame, "name": path.name, "sha256": hash_file(path)}
 
@@ -185,7 +190,7 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
             first=plate.frame_numbers[0],
             last=plate.frame_numbers[-1],
             display_window=tuple(original["display_window"]),
-            pixel_aspect=pixel_aspect(original),
+            pixel_aspect=pixel_aspect({**original, **attrs}),
             layers=names,
             format_name=f"{shot}_matte",
         )

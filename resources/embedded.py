@@ -194,6 +194,12 @@ def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
+def _near_border(mask: np.ndarray, margin: int) -> bool:
+    """Whether any mask pixel lies within `margin` pixels of the frame edge."""
+    m = margin + 1
+    return bool(mask[:m].any() or mask[-m:].any() or mask[:, :m].any() or mask[:, -m:].any())
+
+
 def _object_shift(
     prev: np.ndarray, cur: np.ndarray, mask: np.ndarray, max_rms: float = 12.0
 ) -> tuple[int, int] | None:
@@ -570,6 +576,11 @@ def resegment_mask(
     return out
 
 
+# An object whose mask at the frame edge shrinks below this share of its last prompt's
+# area has left the frame (see FlowSession._advance).
+EDGE_SLIVER = 0.01
+
+
 @dataclass
 class _Memory:
     """An object's last prompt: its mask and pixels (cropped to the mask's box) and the
@@ -678,7 +689,8 @@ class FlowTracker(Tracker):
                 f"resegment_iterations={self.resegment_iterations},band={self.band},border_band={self.border_band},"
                 f"max_residual={self.max_residual},"
                 f"finest_scale={'auto' if self.finest_scale is None else self.finest_scale},"
-                f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed}"
+                f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed},"
+                f"edge_sliver={EDGE_SLIVER}"
             ),
         }
 
@@ -831,6 +843,13 @@ class FlowSession(TrackerSession):
             elif self._tracker.trim:
                 warped = self._trim(t, warped, back)
             # else: between re-segmentations the warped mask stands as it is
+            memory = self._memory.get(obj)
+            if (memory is not None and warped.any() and _near_border(warped, 2)
+                    and int(warped.sum()) < EDGE_SLIVER * int(memory.mask.sum())):
+                # A few pixels left on (or 2 px from) the frame edge by an object that has
+                # left the frame (border replication keeps them; GrabCut cannot decide on so few):
+                # the object is gone. An entering object's prompt is small itself.
+                warped = np.zeros_like(warped)
             self._masks[obj] = warped
 
     def _trim(self, t: int, mask: np.ndarray, back: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def test_plate_mapping_form_allows_max_side_per_shot(project: Project, tmp_path:
         ({"filter": {"sim_merge": 1.5}}, "filter.sim_merge"),
         ({"backends": {"detector": "yolo"}}, "backends.detector"),
         ({"shots": {"sh010": {"plate": "/p.####.exr", "track": {"epsilon": "high"}}}}, "shots.sh010.track.epsilon"),
-        ({"shots": {"sh010": {"plate": "/p.####.exr", "colour": 1}}}, "unknown key 'shots.sh010.colour'"),
+        ({"shots": {"sh010": {"plate": "/p.####.exr", "color": 1}}}, "unknown key 'shots.sh010.color'"),
         ({"shots": {"sh010": {"prompt": "person"}}}, "shots.sh010.plate: no plate pattern"),
         ({"shots": {"bad name": {"plate": "/p.####.exr"}}}, "bad shot name 'bad name'"),
         ({"prompt": " , "}, "prompt"),

@@ -263,9 +263,12 @@ def test_truncated_jpeg_is_refused(tmp_path):
 def test_missing_and_unsupported(tmp_path):
     with pytest.raises(PlateError, match="gone.exr: no such file"):
         read_image(tmp_path / "gone.exr")
-    (tmp_path / "x.gif").write_bytes(b"GIF89a")
-    with pytest.raises(PlateError, match="x.gif: unsupported"):
+    (tmp_path / "x.gif").write_bytes(b"GIF89a")  # OpenImageIO reads GIF; this one is cut short
+    with pytest.raises(PlateError, match="x.gif: unreadable or corrupt GIF"):
         read_image(tmp_path / "x.gif")
+    (tmp_path / "x.xyz").write_bytes(b"not an image")
+    with pytest.raises(PlateError, match="x.xyz: unreadable or corrupt XYZ"):
+        read_image(tmp_path / "x.xyz")
 
 
 def test_hash_file(tmp_path):

@@ -176,6 +176,8 @@ def write_exr(
     pixel_type: str = "half",
     overwrite: bool = False,
     channel_types: dict[str, str] | None = None,
+    pixel_aspect_ratio: float | None = None,
+    chromaticities: tuple[float, ...] | list[float] | None = None,
 ) -> Path:
     """Write a single-part scanline EXR atomically and return its path.
 
@@ -213,6 +215,12 @@ def write_exr(
         "displayWindow": _box(display_window),
         **attributes,
     }
+    if pixel_aspect_ratio is not None:
+        header["pixelAspectRatio"] = float(pixel_aspect_ratio)
+    if chromaticities is not None:
+        if len(chromaticities) != 8:
+            raise DeliveryError(f"{path}: chromaticities need 8 values, got {len(chromaticities)}")
+        header["chromaticities"] = tuple(float(v) for v in chromaticities)
     pixels = {
         name: np.ascontiguousarray(arr, dtype=PIXEL_TYPES[channel_types.get(name, pixel_type)])
         for name, arr in channels.items()

@@ -15,17 +15,15 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from matte_assets.errors import PlateError
-from matte_assets.media.exr import box_to_window, open_exr, window_size
+from matte_assets.media.exr import window_size
+
+# Frames are decoded by OpenImageIO (media/image_read.py); re-exported for callers.
+from matte_assets.media.image_read import LoadedImage, read_image  # noqa: F401
 
 Window = tuple[int, int, int, int]
 
 _TOKEN = re.compile(r"#+|@+|%(?:0(\d+))?d")
-EXR_SUFFIXES = (".exr",)
-CV2_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _MAX_LISTED_GAPS = 20
 
 
@@ -178,141 +176,6 @@ def discover_frames(
     if missing:
         raise PlateError(f"missing frames {compact_ranges(missing)} of {fp.pattern}")
     return [(f, found[f]) for f in range(first, last + 1)]
-
-
-@dataclass(frozen=True, eq=False)
-class LoadedImage:
-    """One decoded frame. `pixels` are the data window's pixels, float32 (H, W, 3);
-    `linear` says whether they are scene-linear (EXR) or display-encoded in [0, 1]."""
-
-    pixels: np.ndarray
-    linear: bool
-    data_window: Window
-    display_window: Window
-    bit_depth: str
-    nonfinite: int
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
-
-
-def _pick_rgb_channels(path: Path, names: list[str]) -> list[str]:
-    """Channel names to use as R, G, B: un-prefixed R,G,B, else un-prefixed Y (grey),
-    else the first layer (`rgba.R`, `beauty.red`, ...) holding R,G,B, else one holding Y."""
-    by_layer: dict[str, dict[str, str]] = {}
-    for name in names:
-        layer, _, comp = name.rpartition(".")
-        by_layer.setdefault(layer, {})[comp.lower()] = name
-    aliases = {"red": "r", "green": "g", "blue": "b"}
-    for comps in by_layer.values():
-        for long, short in aliases.items():
-            if long in comps and short not in comps:
-                comps[short] = comps[long]
-    order = [""] + sorted(k for k in by_layer if k and k.lower() in ("rgba", "rgb")) + sorted(by_layer)
-    for want in (("r", "g", "b"), ("y",)):
-        for layer in order:
-            comps = by_layer.get(layer, {})
-            if all(c in comps for c in want):
-                picked = [comps[c] for c in want]
-                return picked * 3 if len(picked) == 1 else picked
-    raise PlateError(f"{path}: no R,G,B or Y channels (has {', '.join(sorted(names))})")
-
-
-def _read_exr_image(path: Path) -> LoadedImage:
-    exr = open_exr(path, error=PlateError)
-    header = exr.header()
-    data_window = box_to_window(header["dataWindow"])
-    display_window = box_to_window(header["displayWindow"])
-    width, height = window_size(data_window)
-    channels = exr.channels()
-    picked = _pick_rgb_channels(path, list(channels))
-    planes: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(picked):  # each distinct channel once (Y is used 3 times)
-        arr = channels[name].pixels
-        if arr is None or arr.shape != (height, width):
-            raise PlateError(f"{path}: channel {name} is not a full-resolution ({width}x{height}) channel")
-        if arr.dtype not in (np.float16, np.float32):
-            raise PlateError(f"{path}: channel {name} has unsupported pixel type {arr.dtype} (need half/float)")
-        planes[name] = arr
-    depth = "float" if any(a.dtype == np.float32 for a in planes.values()) else "half"
-    # Counted per stored value, before Y is copied to three channels.
-    bad = sum(int(np.count_nonzero(~np.isfinite(a))) for a in planes.values())
-    pixels = np.stack([planes[n] for n in picked], axis=-1).astype(np.float32)
-    if bad:
-        pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
-    return LoadedImage(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
-        linear=True,
-        data_window=data_window,
-        display_window=display_window,
-        bit_depth=depth,
-        nonfinite=bad,
-    )
-
-
-def _check_jpeg_complete(path: Path) -> None:
-    # OpenCV decodes a truncated JPEG with only a warning (grey bottom rows), so
-    # require the end-of-image marker, ignoring trailing padding bytes.
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 4096))
-        tail = fh.read().rstrip(b"\x00\r\n \t")
-    if not tail.endswith(b"\xff\xd9"):
-        raise PlateError(f"{path}: truncated or corrupt JPEG (no end-of-image marker)")
-
-
-def _read_cv2_image(path: Path) -> LoadedImage:
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        _check_jpeg_complete(path)
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise PlateError(f"{path}: unreadable or corrupt {path.suffix.lstrip('.').upper()} image")
-    if raw.dtype == np.uint8:
-        scale, depth = 255.0, "uint8"
-    elif raw.dtype == np.uint16:
-        scale, depth = 65535.0, "uint16"
-    else:
-        raise PlateError(f"{path}: unsupported sample type {raw.dtype} (need 8 or 16 bit)")
-    if raw.ndim == 2:
-        rgb = np.repeat(raw[..., None], 3, axis=2)
-    elif raw.shape[2] in (1, 2):  # grey, grey + alpha
-        rgb = np.repeat(raw[..., :1], 3, axis=2)
-    else:  # BGR or BGRA: drop alpha, reorder
-        rgb = raw[..., 2::-1]
-    h, w = rgb.shape[:2]
-    return LoadedImage(
-        pixels=np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(scale),
-        linear=False,
-        data_window=(0, 0, w - 1, h - 1),
-        display_window=(0, 0, w - 1, h - 1),
-        bit_depth=depth,
-        nonfinite=0,
-    )
-
-
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode one plate frame (EXR, PNG, JPEG or TIFF) to float32 RGB.
-
-    NaN/inf values are replaced by 0 and counted in `nonfinite` rather than raised,
-    so one bad pixel does not stop a shot; corrupt files raise PlateError."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in EXR_SUFFIXES + CV2_SUFFIXES:
-        raise PlateError(f"{path}: unsupported image type {path.suffix!r} (use EXR, PNG, JPEG or TIFF)")
-    if not path.is_file():
-        raise PlateError(f"{path}: no such file")
-    try:
-        return _read_exr_image(path) if suffix in EXR_SUFFIXES else _read_cv2_image(path)
-    except PlateError:
-        raise
-    except Exception as exc:  # decoder errors (cv2.error, MemoryError, ...)
-        raise PlateError(f"{path}: reading failed ({exc})") from exc
 
 
 def hash_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
