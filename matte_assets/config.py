@@ -70,7 +70,7 @@ class DeliverSettings(_Strict):
 
 
 class Backends(_Strict):
-    detector: Literal["opencv", "grounding_dino"] = "opencv"
+    detector: Literal["opencv", "grounding_dino", "none"] = "opencv"  # none: roto keyframes only
     segmenter: Literal["grabcut", "sam2"] = "grabcut"
     tracker: Literal["flow", "sam2", "edgetam"] = "flow"
 
