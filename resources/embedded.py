@@ -23,6 +23,7 @@ from scipy import ndimage
 from scipy.special import expit, logsumexp
 
 from matte_assets.errors import BackendError
+from resources.appearance import ColourModel, motion_log_odds, segment_band
 from resources.backends import (
     Detection,
     Detector,
@@ -638,6 +639,12 @@ class FlowTracker(Tracker):
         guided_flow: bool = True,
         regrow: bool = True,
         trim: bool = True,
+        appearance: bool = True,
+        appearance_band: float = 0.05,
+        colour_weight: float = 1.0,
+        model_rate: float = 0.1,
+        motion_cue: bool = True,
+        appearance_iterations: int = 2,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -652,6 +659,14 @@ class FlowTracker(Tracker):
         self.guided_flow = guided_flow  # initialise DIS from object motion (see FlowSession._init_flow)
         self.regrow = regrow  # restore occluded parts from the last prompt (see FlowSession._regrow)
         self.trim = trim  # shrink-only pass over still pixels between re-segmentations
+        # Re-segment every frame in a band around the warped mask with the object's
+        # colour model (resources/appearance.py); replaces the periodic GrabCut and trim.
+        self.appearance = appearance
+        self.appearance_band = appearance_band  # band radius: this x sqrt(area) + the object's motion
+        self.colour_weight = colour_weight  # colour log-odds weight against the shape prior
+        self.model_rate = model_rate  # how fast the running colour model follows the tracked masks
+        self.motion_cue = motion_cue  # pixels moving with the background count against the object
+        self.appearance_iterations = appearance_iterations  # GrabCut iterations of the band cut; 0: threshold only
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -676,6 +691,11 @@ class FlowTracker(Tracker):
                 f"max_residual={self.max_residual},"
                 f"finest_scale={'auto' if self.finest_scale is None else self.finest_scale},"
                 f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed}"
+                + (
+                    f",appearance=band{self.appearance_band}/colour{self.colour_weight}/rate{self.model_rate}"
+                    f"/motion{self.motion_cue}/iter{self.appearance_iterations}"
+                    if self.appearance else ""
+                )
             ),
         }
 
@@ -715,6 +735,7 @@ class FlowSession(TrackerSession):
         self._shifts: dict[int, tuple[int, int] | None] = {}  # object -> translation, this pair
         self._memory: dict[int, _Memory | None] = {}  # object -> its last prompt
         self._velocity: dict[int, tuple[int, int]] = {}  # object -> last measured translation
+        self._models: dict[int, ColourModel | None] = {}  # object -> colour model from its last prompt
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -725,6 +746,7 @@ class FlowSession(TrackerSession):
             self._masks[object_id] = mask.copy()
             self._since_prompt[object_id] = 0
             self._memory[object_id] = _Memory.of(self._frames[frame_index], mask)
+            self._learn(object_id, self._frames[frame_index], mask)
         elif frame_index == self._next and frame_index < len(self._frames):
             # The next frame: returned verbatim for this object when propagate reaches it.
             self._pending[object_id] = mask.copy()
@@ -750,6 +772,7 @@ class FlowSession(TrackerSession):
                 self._masks[obj] = mask
                 self._since_prompt[obj] = 0
                 self._memory[obj] = _Memory.of(self._frames[t], mask)
+                self._learn(obj, self._frames[t], mask)
             self._pending = {}
             out[t] = {obj: mask.copy() for obj, mask in self._masks.items()}
             self._grey_prev = grey
@@ -810,6 +833,9 @@ class FlowSession(TrackerSession):
             warped[roi] = warped_roi
             if limit > 0 and self._tracker.regrow:
                 warped = self._regrow(obj, t, warped, back, limit)
+            if self._tracker.appearance and self._models.get(obj) is not None:
+                self._masks[obj] = self._appearance_step(obj, t, mask, warped, back, map_x, map_y, roi)
+                continue
             if not warped.any():
                 pass  # vanished: stays empty
             elif self._tracker.border_band > 0 and _touches_border(warped):
@@ -829,6 +855,38 @@ class FlowSession(TrackerSession):
                 warped = self._trim(t, warped, back)
             # else: between re-segmentations the warped mask stands as it is
             self._masks[obj] = warped
+
+    def _learn(self, obj: int, frame: np.ndarray, mask: np.ndarray) -> None:
+        if self._tracker.appearance:
+            self._models[obj] = ColourModel.learn(frame, mask)
+
+    def _appearance_step(
+        self, obj: int, t: int, prev: np.ndarray, warped: np.ndarray, back: np.ndarray,
+        map_x: np.ndarray, map_y: np.ndarray, roi: tuple[slice, slice],
+    ) -> np.ndarray:
+        """Warped mask -> shape prior -> colour + shape segmentation in a band (see
+        resources/appearance.py). When the colour check on the warp threw most of the
+        mask away (blur, fast limbs break it), the plain warp is the prior instead:
+        the colour model decides there."""
+        tr = self._tracker
+        prior = warped
+        plain = np.zeros_like(prev)
+        plain[roi] = cv2.remap(prev.astype(np.float32), map_x[roi], map_y[roi], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE) > 0.5
+        if int(warped.sum()) < 0.5 * int(plain.sum()):
+            prior = plain
+        if not prior.any():
+            return prior
+        motion = float(np.median(np.hypot(back[..., 0][prior], back[..., 1][prior])))
+        radius = int(np.clip(3 + tr.appearance_band * math.sqrt(float(prior.sum())) + 0.5 * motion, 3, 60))
+        model = self._models[obj]
+        assert model is not None
+        moving = motion_log_odds(back, prior, radius) if tr.motion_cue else None
+        out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
+                           motion=moving, iterations=tr.appearance_iterations, seed=tr.seed)
+        if out.any():
+            model.update(self._frames[t], out, tr.model_rate)
+        return out
 
     def _trim(self, t: int, mask: np.ndarray, back: np.ndarray) -> np.ndarray:
         """Cut the trail a moving object leaves on static background. Flow smooths across
