@@ -106,6 +106,8 @@ def segment_band(
     outside_bias: float = 2.0,
     colour_clip: float = 3.0,
     motion: np.ndarray | None = None,
+    sure: float = 1.0,
+    grow: bool = True,
     iterations: int = 2,
     seed: int = 0,
 ) -> np.ndarray:
@@ -139,8 +141,13 @@ def segment_band(
     init = np.full(sub.shape, cv2.GC_BGD, np.uint8)
     inband = dist > -radius
     init[inband] = np.where(score[inband] > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
-    init[inband & (score > 3.0)] = cv2.GC_FGD
-    init[inband & (score < -3.0)] = cv2.GC_BGD
+    # GrabCut decides only where the cues are unsure: it cannot swallow a region both
+    # cues call background, however alike its colours (dark water by a black swan).
+    init[inband & (score > sure)] = cv2.GC_FGD
+    init[inband & (score < -sure)] = cv2.GC_BGD
+    if not grow:
+        init[dist <= 0] = cv2.GC_BGD
+        score = np.where(dist > 0, score, -1.0)
     fg_n = int(np.count_nonzero((init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)))
     bg_n = int(np.count_nonzero((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)))
     cut = score > 0

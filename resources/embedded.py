@@ -645,6 +645,7 @@ class FlowTracker(Tracker):
         model_rate: float = 0.1,
         motion_cue: bool = True,
         appearance_iterations: int = 2,
+        grow_below: float = 0.95,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -667,6 +668,7 @@ class FlowTracker(Tracker):
         self.model_rate = model_rate  # how fast the running colour model follows the tracked masks
         self.motion_cue = motion_cue  # pixels moving with the background count against the object
         self.appearance_iterations = appearance_iterations  # GrabCut iterations of the band cut; 0: threshold only
+        self.grow_below = grow_below  # the band cut may grow the mask when the warp kept less than this share
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -693,7 +695,7 @@ class FlowTracker(Tracker):
                 f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed}"
                 + (
                     f",appearance=band{self.appearance_band}/colour{self.colour_weight}/rate{self.model_rate}"
-                    f"/motion{self.motion_cue}/iter{self.appearance_iterations}"
+                    f"/motion{self.motion_cue}/iter{self.appearance_iterations}/grow{self.grow_below}"
                     if self.appearance else ""
                 )
             ),
@@ -882,8 +884,13 @@ class FlowSession(TrackerSession):
         model = self._models[obj]
         assert model is not None
         moving = motion_log_odds(back, prior, radius) if tr.motion_cue else None
+        # Grow beyond the warped mask only where the flow lost part of the object (fast
+        # limbs, blur) or at the frame edge; otherwise only remove. Colour and motion
+        # cannot tell an object from what moves and looks like it (a black swan's
+        # reflection): growing every frame would creep into it.
+        grow = int(warped.sum()) < tr.grow_below * int(prev.sum()) or _touches_border(prior)
         out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
-                           motion=moving, iterations=tr.appearance_iterations, seed=tr.seed)
+                           motion=moving, grow=grow, iterations=tr.appearance_iterations, seed=tr.seed)
         if out.any():
             model.update(self._frames[t], out, tr.model_rate)
         return out
