@@ -646,6 +646,7 @@ class FlowTracker(Tracker):
         motion_cue: bool = True,
         appearance_iterations: int = 2,
         grow_below: float = 0.95,
+        regain_deficit: float = 0.2,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -669,6 +670,10 @@ class FlowTracker(Tracker):
         self.motion_cue = motion_cue  # pixels moving with the background count against the object
         self.appearance_iterations = appearance_iterations  # GrabCut iterations of the band cut; 0: threshold only
         self.grow_below = grow_below  # the band cut may grow the mask when the warp kept less than this share
+        self.regain_deficit = regain_deficit  # below (1 - this) x keyframe area the band widens to regain parts
+        # object -> (its last returned mask, colour model, keyframe area): continues the
+        # model into the next window's session (see FlowSession._learn).
+        self._carry: dict[int, tuple[np.ndarray, ColourModel, int]] = {}
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -696,6 +701,7 @@ class FlowTracker(Tracker):
                 + (
                     f",appearance=band{self.appearance_band}/colour{self.colour_weight}/rate{self.model_rate}"
                     f"/motion{self.motion_cue}/iter{self.appearance_iterations}/grow{self.grow_below}"
+                    f"/regain{self.regain_deficit}"
                     if self.appearance else ""
                 )
             ),
@@ -738,6 +744,7 @@ class FlowSession(TrackerSession):
         self._memory: dict[int, _Memory | None] = {}  # object -> its last prompt
         self._velocity: dict[int, tuple[int, int]] = {}  # object -> last measured translation
         self._models: dict[int, ColourModel | None] = {}  # object -> colour model from its last prompt
+        self._prompt_area: dict[int, int] = {}  # object -> area of its keyframe
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -777,6 +784,9 @@ class FlowSession(TrackerSession):
                 self._learn(obj, self._frames[t], mask)
             self._pending = {}
             out[t] = {obj: mask.copy() for obj, mask in self._masks.items()}
+            for obj, mask in self._masks.items():
+                if self._models.get(obj) is not None:
+                    self._tracker._carry[obj] = (out[t][obj], self._models[obj], self._prompt_area[obj])
             self._grey_prev = grey
             self._next = t + 1
         return out
@@ -859,8 +869,17 @@ class FlowSession(TrackerSession):
             self._masks[obj] = warped
 
     def _learn(self, obj: int, frame: np.ndarray, mask: np.ndarray) -> None:
-        if self._tracker.appearance:
-            self._models[obj] = ColourModel.learn(frame, mask)
+        """A prompt's colour model. A seed that is exactly the mask this object ended
+        the previous window with continues that window's model (and keyframe area), so
+        the memory of the artist's keyframe spans the whole shot, not one window."""
+        if not self._tracker.appearance:
+            return
+        carried = self._tracker._carry.get(obj)
+        if carried is not None and np.array_equal(carried[0], mask):
+            self._models[obj], self._prompt_area[obj] = carried[1], carried[2]
+            return
+        self._models[obj] = ColourModel.learn(frame, mask)
+        self._prompt_area[obj] = int(mask.sum())
 
     def _appearance_step(
         self, obj: int, t: int, prev: np.ndarray, warped: np.ndarray, back: np.ndarray,
@@ -889,6 +908,13 @@ class FlowSession(TrackerSession):
         # cannot tell an object from what moves and looks like it (a black swan's
         # reflection): growing every frame would creep into it.
         grow = int(warped.sum()) < tr.grow_below * int(prev.sum()) or _touches_border(prior)
+        # Memory of the keyframe: an object that shrank well below its keyframe's area
+        # lost parts to the flow; the band widens so colour can take them back.
+        keyed = self._prompt_area.get(obj, 0)
+        deficit = max(0.0, 1.0 - float(prior.sum()) / keyed) if keyed else 0.0
+        if deficit > tr.regain_deficit:
+            grow = True
+            radius = int(min(120, radius + 0.5 * deficit * math.sqrt(keyed)))
         out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
                            motion=moving, grow=grow, iterations=tr.appearance_iterations, seed=tr.seed)
         if out.any():
