@@ -34,7 +34,7 @@ CODE_VERSIONS: dict[str, str] = {
     "plate": "1",
     "detections": "1",
     "frame_masks": "1",
-    "tracked_layers": "1",
+    "tracked_layers": "2",  # 2: flow tracker re-segments each frame with a colour model (issue 8)
     "filtered_layers": "1",
     "mattes": "1",
 }

@@ -3,8 +3,10 @@
 - `OpenCVDetector`: `person` with OpenCV's built-in HOG people detector, `moving` with
   background subtraction against a per-pixel temporal median (locked-off shots).
 - `GrabCutSegmenter`: GrabCut on a crop around each box; artist clicks become seeds.
-- `FlowTracker`: DIS dense optical flow warps each object's mask frame to frame, and
-  GrabCut re-segments the warped masks periodically so flow drift does not accumulate.
+- `FlowTracker`: DIS dense optical flow warps each object's mask frame to frame; each
+  frame the object is re-segmented in a band around the warped mask from its colour
+  model (keyframe + running, object vs. local background), a motion cue and the warp
+  as shape prior (`resources/appearance.py`), so flow drift does not accumulate.
 
 Determinism: GrabCut's GMM initialisation uses k-means on OpenCV's RNG, so the RNG is
 seeded (`cv2.setRNGSeed`) right before every GrabCut call; HOG's multi-threaded output
@@ -619,6 +621,16 @@ class FlowTracker(Tracker):
        pixels that do not move with the object (`trim`: the trail a moving object
        leaves on static background).
     Objects whose mask empties stay empty.
+
+    With `appearance` (default), step 4 is replaced, every frame, by a band cut
+    (`_appearance_step`, `resources/appearance.py`): colour log-odds of the object's
+    keyframe + running histograms against its local background, a motion cue (moves
+    with the object or with its surroundings) and the warped mask as shape prior,
+    cut by GrabCut where the cues are unsure. The band grows the mask only where the
+    warp lost part of it, at the frame edge, or when the object shrank well below its
+    keyframe's area; otherwise it only removes. The colour model and keyframe area are
+    carried into the next window's session (`_carry`), so the keyframe is remembered
+    over the whole shot.
 
     DIS preset `medium` by default: flow at half resolution with a denser patch grid
     and more iterations than `fast`/`ultrafast` (which stop at quarter resolution), so
