@@ -147,13 +147,14 @@ DAVIS = next(
 
 @pytest.mark.skipif(DAVIS is None, reason="../shared/data/davis2016-dev is not present")
 def test_propagation_holds_on_real_footage() -> None:
-    """The first frames of a DAVIS sequence (real, hand-held, articulated), at half
-    size, from the first frame's mask: the flow-only tracker drifted off the object
-    here (J ~0.XX); the appearance model keeps it."""
+    """The first 20 frames of DAVIS breakdance (real footage: fast articulated motion,
+    blur, a crowd behind), at half size, from the first frame's mask. The flow-only
+    tracker (before issue 8) loses the limbs and the torso here: mean J 0.54; with the
+    appearance model 0.69."""
     from matte_assets.algorithms.tracking import PromptedLayer, TrackingParams, track_from_prompts
     from resources.embedded import FlowTracker
 
-    seq, n = DAVIS / "breakdance", 12
+    seq, n = DAVIS / "breakdance", 20
     frames = np.stack([
         cv2.cvtColor(cv2.resize(cv2.imread(str(seq / "plate" / f"plate.{FIRST + i}.jpg")), (427, 240),
                                 interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
@@ -179,4 +180,4 @@ def test_propagation_holds_on_real_footage() -> None:
     for i in range(1, n):
         p, g = sink.masks.get(i, np.zeros_like(gts[0])), gts[i]
         js.append((p & g).sum() / max((p | g).sum(), 1))
-    assert float(np.mean(js)) >= 0.6
+    assert float(np.mean(js)) >= 0.62
