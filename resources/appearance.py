@@ -40,7 +40,7 @@ def _hist(cells: np.ndarray) -> np.ndarray:
     h = np.bincount(cells.ravel(), minlength=BINS**3).astype(np.float64)
     # Spread each count over neighbouring cells: a colour the keyframe did not hold
     # exactly (lighting, blur) still scores like its neighbours.
-    h = ndimage.uniform_filter(h.reshape(BINS, BINS, BINS), size=3, mode="nearest").ravel()
+    h = np.maximum(ndimage.uniform_filter(h.reshape(BINS, BINS, BINS), size=3, mode="nearest").ravel(), 0.0)
     return h / max(h.sum(), 1e-9)
 
 

@@ -659,6 +659,7 @@ class FlowTracker(Tracker):
         appearance_iterations: int = 2,
         grow_below: float = 0.95,
         regain_deficit: float = 0.2,
+        max_growth: float = 1.1,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -683,6 +684,7 @@ class FlowTracker(Tracker):
         self.appearance_iterations = appearance_iterations  # GrabCut iterations of the band cut; 0: threshold only
         self.grow_below = grow_below  # the band cut may grow the mask when the warp kept less than this share
         self.regain_deficit = regain_deficit  # below (1 - this) x keyframe area the band widens to regain parts
+        self.max_growth = max_growth  # band-cut growth beyond this x keyframe area is refused
         # object -> (its last returned mask, colour model, keyframe area): continues the
         # model into the next window's session (see FlowSession._learn).
         self._carry: dict[int, tuple[np.ndarray, ColourModel, int]] = {}
@@ -713,7 +715,7 @@ class FlowTracker(Tracker):
                 + (
                     f",appearance=band{self.appearance_band}/colour{self.colour_weight}/rate{self.model_rate}"
                     f"/motion{self.motion_cue}/iter{self.appearance_iterations}/grow{self.grow_below}"
-                    f"/regain{self.regain_deficit}"
+                    f"/regain{self.regain_deficit}/maxgrowth{self.max_growth}"
                     if self.appearance else ""
                 )
             ),
@@ -929,6 +931,13 @@ class FlowSession(TrackerSession):
             radius = int(min(120, radius + 0.5 * deficit * math.sqrt(keyed)))
         out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
                            motion=moving, grow=grow, iterations=tr.appearance_iterations, seed=tr.seed)
+        before = max(int(prior.sum()), int(prev.sum()))
+        if grow and int(out.sum()) > max(before, tr.max_growth * keyed):
+            # The band cut may regain what the flow lost, up to about the keyframe's
+            # area; beyond, only the warp scales the mask. More means the colour spilled
+            # into look-alike background (a dog on dry grass): remove only, this frame.
+            out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
+                               motion=moving, grow=False, iterations=tr.appearance_iterations, seed=tr.seed)
         if out.any():
             model.update(self._frames[t], out, tr.model_rate)
         return out
