@@ -19,6 +19,7 @@ import typer
 from .config import Project, add_shot, find_project_root, init_project, split_shot_ref, validate_name
 from .errors import MatteError
 from .lineage import STAGES
+from .roto import parse_roto
 
 app = typer.Typer(
     name="matte",
@@ -64,6 +65,10 @@ def shot_add(
     ref: Annotated[str, typer.Argument(metavar="SHOW/SHOT")],
     plate: Annotated[str, typer.Option("--plate", help="Frame pattern: name.####.exr, name.%04d.png or name.@.jpg")],
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Text prompt, e.g. 'person, car'.")] = None,
+    roto: Annotated[
+        Optional[list[str]],
+        typer.Option("--roto", help="Roto keyframe [LABEL:]FRAME=MASK (PNG/EXR, plate or original resolution); repeatable."),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Write the shot into shows/<SHOW>.yaml and register its Dagster partition."""
@@ -75,9 +80,28 @@ def shot_add(
     pattern = Path(plate).expanduser()
     resolved = pattern if pattern.is_absolute() else (Path.cwd() / pattern)
     frames = discover_frames(str(resolved))  # a typo'd pattern fails here, not at run time
+    keys = [parse_roto(spec) for spec in roto or []]  # malformed specs fail before anything is written
     path = add_shot(proj, show, shot, str(resolved), prompt)
     register_shot(instance_for(proj), show, shot)
     _out(f"{show}/{shot}: {len(frames)} frames {frames[0][0]}-{frames[-1][0]} -> {path}")
+    if keys:
+        from .locking import shot_lock
+        from .roto import record_roto
+
+        with shot_lock(proj, show, shot):
+            entries = record_roto(proj, show, shot, keys, _tracked_ids(proj, show, shot))
+        for entry in entries:
+            _out(f"roto keyframe {entry['frame']}: layer {entry['layer']} ({entry['source']})")
+
+
+def _tracked_ids(proj: Project, show: str, shot: str) -> set[int]:
+    """Tracked-layer ids of the shot's current result (none before its first run)."""
+    from io_managers.zarr_io_manager import open_stage
+    from io_managers.zarr_store import ZarrStore
+
+    store = ZarrStore(proj.store_url)
+    key = f"{show}__{shot}"
+    return set(open_stage(store, key, "tracked_layers").layer_ids) if store.head(key, "tracked_layers") else set()
 
 
 @shot_app.command("remove")

@@ -89,7 +89,7 @@ class ColourSettings(_Strict):
 
 
 class Backends(_Strict):
-    detector: Literal["opencv", "grounding_dino", "sam3"] = "opencv"
+    detector: Literal["opencv", "grounding_dino", "sam3", "none"] = "opencv"  # none: roto keyframes only
     segmenter: Literal["grabcut", "sam2", "sam3"] = "grabcut"
     tracker: Literal["flow", "sam2", "edgetam", "sam3"] = "flow"
 

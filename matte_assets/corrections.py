@@ -111,6 +111,10 @@ class Corrections:
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise CorrectionError(f"{path}: correction mask missing or unreadable (referenced by {self.path})")
+        if image.shape != (size[1], size[0]) and _same_aspect(image.shape, size):
+            # Stored at an earlier working size (plate.max_side changed since): the
+            # artist's shape still holds, resampled to the current plate.
+            return cv2.resize((image > 127).astype(np.float32), tuple(size), interpolation=cv2.INTER_AREA) > 0.5
         if image.shape != (size[1], size[0]):
             raise CorrectionError(f"{path}: correction mask is {image.shape[1]}x{image.shape[0]}, plate is {size[0]}x{size[1]}")
         return image > 127
@@ -118,6 +122,11 @@ class Corrections:
     def summary(self) -> list[dict[str, Any]]:
         """What lineage reports: every entry with its kind, layer, frame and mask hash."""
         return [dict(e) for e in self.entries]
+
+
+def _same_aspect(shape: tuple[int, ...], size: tuple[int, int]) -> bool:
+    h, w = shape[:2]
+    return abs(w / h - size[0] / size[1]) <= 0.01 * size[0] / size[1]
 
 
 def load_corrections(project: Project, show: str, shot: str) -> Corrections:
@@ -288,6 +297,14 @@ def record_correction(
     store = ZarrStore(project.store_url)
     key = partition_key(show, shot)
     if store.head(key, "tracked_layers") is None:
+        # Before any run only roto keyframes make sense: a new layer, or another
+        # keyframe for one (see roto.py); anything else needs tracked layers.
+        pre = load_corrections(project, show, shot).new_layers()
+        roto_layer = int(layer) if layer is not None and layer.isdigit() and int(layer) in pre else None
+        if new_layer or (roto_layer is not None and mask is not None and not (add or remove or drop or merge_into)):
+            from .roto import record_before_run
+
+            return record_before_run(project, show, shot, frame=frame, mask=mask, layer=roto_layer, label=label)
         raise CorrectionError(f"{show}/{shot} has no tracked layers yet: run `matte run {show}/{shot}` first")
     plate = open_stage(store, key, "plate")
     tracked = open_stage(store, key, "tracked_layers")

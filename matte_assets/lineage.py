@@ -36,7 +36,8 @@ CODE_VERSIONS: dict[str, str] = {
     "plate": "2",
     "detections": "1",
     "frame_masks": "1",
-    "tracked_layers": "1",
+    # 2: flow tracker re-segments each frame with a colour model (issue 8); edge slivers dropped
+    "tracked_layers": "2",
     "filtered_layers": "2",  # 2: false-positive rule judged iteratively (ec8d3bf)
     "mattes": "3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
 }

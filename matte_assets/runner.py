@@ -260,6 +260,9 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
         raise MatteError(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")
     settings = project.shot(show, shot)
     registry.check_backends(settings)  # missing weights fail before any stage runs
+    from .roto import check_roto_shot
+
+    check_roto_shot(project, show, shot, settings)  # detector none needs roto keyframes
     plan = plan_shot(project, show, shot)
     selected = {s.stage for s in plan if s.state != "fresh"}
     if from_stage:

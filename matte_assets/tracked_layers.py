@@ -32,6 +32,7 @@ from .corrections import CorrectionError, Corrections, load_corrections
 from .errors import StoreError
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
+from .roto import check_roto_shot
 from .sources import corrections_key, settings_key
 from .stage_data import (
     FrameMasksData,
@@ -147,6 +148,7 @@ def tracked_layers(
     run = StageRun(context, "tracked_layers", project.shot(context.partition_key), project.store())
     tracker = backends.tracker(run.settings)
     corrections = load_corrections(project.project(), *run.show_shot)
+    check_roto_shot(project.project(), *run.show_shot, run.settings)  # also when run from Dagster's UI
     inputs = {"plate": plate.record["data_version"], "frame_masks": frame_masks.record["data_version"]}
     if corrections.tracking_digest():
         inputs["corrections"] = corrections.tracking_digest()

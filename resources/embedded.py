@@ -3,8 +3,10 @@
 - `OpenCVDetector`: `person` with OpenCV's built-in HOG people detector, `moving` with
   background subtraction against a per-pixel temporal median (locked-off shots).
 - `GrabCutSegmenter`: GrabCut on a crop around each box; artist clicks become seeds.
-- `FlowTracker`: DIS dense optical flow warps each object's mask frame to frame, and
-  GrabCut re-segments the warped masks periodically so flow drift does not accumulate.
+- `FlowTracker`: DIS dense optical flow warps each object's mask frame to frame; each
+  frame the object is re-segmented in a band around the warped mask from its colour
+  model (keyframe + running, object vs. local background), a motion cue and the warp
+  as shape prior (`resources/appearance.py`), so flow drift does not accumulate.
 
 Determinism: GrabCut's GMM initialisation uses k-means on OpenCV's RNG, so the RNG is
 seeded (`cv2.setRNGSeed`) right before every GrabCut call; HOG's multi-threaded output
@@ -26,6 +28,7 @@ ndimage = lazy_module("scipy.ndimage")
 special = lazy_module("scipy.special")
 
 from matte_assets.errors import BackendError
+from resources.appearance import ColourModel, motion_log_odds, segment_band
 from resources.backends import (
     Detection,
     Detector,
@@ -633,6 +636,16 @@ class FlowTracker(Tracker):
        leaves on static background).
     Objects whose mask empties stay empty.
 
+    With `appearance` (default), step 4 is replaced, every frame, by a band cut
+    (`_appearance_step`, `resources/appearance.py`): colour log-odds of the object's
+    keyframe + running histograms against its local background, a motion cue (moves
+    with the object or with its surroundings) and the warped mask as shape prior,
+    cut by GrabCut where the cues are unsure. The band grows the mask only where the
+    warp lost part of it, at the frame edge, or when the object shrank well below its
+    keyframe's area; otherwise it only removes. The colour model and keyframe area are
+    carried into the next window's session (`_carry`), so the keyframe is remembered
+    over the whole shot.
+
     DIS preset `medium` by default: flow at half resolution with a denser patch grid
     and more iterations than `fast`/`ultrafast` (which stop at quarter resolution), so
     mask edges land within a pixel or two and larger motions are still caught; ~60-70
@@ -652,6 +665,15 @@ class FlowTracker(Tracker):
         guided_flow: bool = True,
         regrow: bool = True,
         trim: bool = True,
+        appearance: bool = True,
+        appearance_band: float = 0.05,
+        colour_weight: float = 1.0,
+        model_rate: float = 0.1,
+        motion_cue: bool = True,
+        appearance_iterations: int = 2,
+        grow_below: float = 0.95,
+        regain_deficit: float = 0.2,
+        max_growth: float = 1.1,
         seed: int = 0,
     ) -> None:
         if preset not in _DIS_PRESETS:
@@ -666,6 +688,20 @@ class FlowTracker(Tracker):
         self.guided_flow = guided_flow  # initialise DIS from object motion (see FlowSession._init_flow)
         self.regrow = regrow  # restore occluded parts from the last prompt (see FlowSession._regrow)
         self.trim = trim  # shrink-only pass over still pixels between re-segmentations
+        # Re-segment every frame in a band around the warped mask with the object's
+        # colour model (resources/appearance.py); replaces the periodic GrabCut and trim.
+        self.appearance = appearance
+        self.appearance_band = appearance_band  # band radius: this x sqrt(area) + the object's motion
+        self.colour_weight = colour_weight  # colour log-odds weight against the shape prior
+        self.model_rate = model_rate  # how fast the running colour model follows the tracked masks
+        self.motion_cue = motion_cue  # pixels moving with the background count against the object
+        self.appearance_iterations = appearance_iterations  # GrabCut iterations of the band cut; 0: threshold only
+        self.grow_below = grow_below  # the band cut may grow the mask when the warp kept less than this share
+        self.regain_deficit = regain_deficit  # below (1 - this) x keyframe area the band widens to regain parts
+        self.max_growth = max_growth  # band-cut growth beyond this x keyframe area is refused
+        # object -> (its last returned mask, colour model, keyframe area): continues the
+        # model into the next window's session (see FlowSession._learn).
+        self._carry: dict[int, tuple[np.ndarray, ColourModel, int]] = {}
         self.seed = seed
 
     def flow_scale(self, height: int, width: int) -> int:
@@ -691,6 +727,12 @@ class FlowTracker(Tracker):
                 f"finest_scale={'auto' if self.finest_scale is None else self.finest_scale},"
                 f"guided_flow={self.guided_flow},regrow={self.regrow},trim={self.trim},seed={self.seed},"
                 f"edge_sliver={EDGE_SLIVER}"
+                + (
+                    f",appearance=band{self.appearance_band}/colour{self.colour_weight}/rate{self.model_rate}"
+                    f"/motion{self.motion_cue}/iter{self.appearance_iterations}/grow{self.grow_below}"
+                    f"/regain{self.regain_deficit}/maxgrowth{self.max_growth}"
+                    if self.appearance else ""
+                )
             ),
         }
 
@@ -730,6 +772,8 @@ class FlowSession(TrackerSession):
         self._shifts: dict[int, tuple[int, int] | None] = {}  # object -> translation, this pair
         self._memory: dict[int, _Memory | None] = {}  # object -> its last prompt
         self._velocity: dict[int, tuple[int, int]] = {}  # object -> last measured translation
+        self._models: dict[int, ColourModel | None] = {}  # object -> colour model from its last prompt
+        self._prompt_area: dict[int, int] = {}  # object -> area of its keyframe
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -740,6 +784,7 @@ class FlowSession(TrackerSession):
             self._masks[object_id] = mask.copy()
             self._since_prompt[object_id] = 0
             self._memory[object_id] = _Memory.of(self._frames[frame_index], mask)
+            self._learn(object_id, self._frames[frame_index], mask)
         elif frame_index == self._next and frame_index < len(self._frames):
             # The next frame: returned verbatim for this object when propagate reaches it.
             self._pending[object_id] = mask.copy()
@@ -765,8 +810,12 @@ class FlowSession(TrackerSession):
                 self._masks[obj] = mask
                 self._since_prompt[obj] = 0
                 self._memory[obj] = _Memory.of(self._frames[t], mask)
+                self._learn(obj, self._frames[t], mask)
             self._pending = {}
             out[t] = {obj: mask.copy() for obj, mask in self._masks.items()}
+            for obj, mask in self._masks.items():
+                if self._models.get(obj) is not None:
+                    self._tracker._carry[obj] = (out[t][obj], self._models[obj], self._prompt_area[obj])
             self._grey_prev = grey
             self._next = t + 1
         return out
@@ -825,6 +874,9 @@ class FlowSession(TrackerSession):
             warped[roi] = warped_roi
             if limit > 0 and self._tracker.regrow:
                 warped = self._regrow(obj, t, warped, back, limit)
+            if self._tracker.appearance and self._models.get(obj) is not None:
+                self._masks[obj] = self._appearance_step(obj, t, mask, warped, back, map_x, map_y, roi)
+                continue
             if not warped.any():
                 pass  # vanished: stays empty
             elif self._tracker.border_band > 0 and _touches_border(warped):
@@ -851,6 +903,66 @@ class FlowSession(TrackerSession):
                 # the object is gone. An entering object's prompt is small itself.
                 warped = np.zeros_like(warped)
             self._masks[obj] = warped
+
+    def _learn(self, obj: int, frame: np.ndarray, mask: np.ndarray) -> None:
+        """A prompt's colour model. A seed that is exactly the mask this object ended
+        the previous window with continues that window's model (and keyframe area), so
+        the memory of the artist's keyframe spans the whole shot, not one window."""
+        if not self._tracker.appearance:
+            return
+        carried = self._tracker._carry.get(obj)
+        if carried is not None and np.array_equal(carried[0], mask):
+            self._models[obj], self._prompt_area[obj] = carried[1], carried[2]
+            return
+        self._models[obj] = ColourModel.learn(frame, mask)
+        self._prompt_area[obj] = int(mask.sum())
+
+    def _appearance_step(
+        self, obj: int, t: int, prev: np.ndarray, warped: np.ndarray, back: np.ndarray,
+        map_x: np.ndarray, map_y: np.ndarray, roi: tuple[slice, slice],
+    ) -> np.ndarray:
+        """Warped mask -> shape prior -> colour + shape segmentation in a band (see
+        resources/appearance.py). When the colour check on the warp threw most of the
+        mask away (blur, fast limbs break it), the plain warp is the prior instead:
+        the colour model decides there."""
+        tr = self._tracker
+        prior = warped
+        plain = np.zeros_like(prev)
+        plain[roi] = cv2.remap(prev.astype(np.float32), map_x[roi], map_y[roi], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE) > 0.5
+        if int(warped.sum()) < 0.5 * int(plain.sum()):
+            prior = plain
+        if not prior.any():
+            return prior
+        motion = float(np.median(np.hypot(back[..., 0][prior], back[..., 1][prior])))
+        radius = int(np.clip(3 + tr.appearance_band * math.sqrt(float(prior.sum())) + 0.5 * motion, 3, 60))
+        model = self._models[obj]
+        assert model is not None
+        moving = motion_log_odds(back, prior, radius) if tr.motion_cue else None
+        # Grow beyond the warped mask only where the flow lost part of the object (fast
+        # limbs, blur) or at the frame edge; otherwise only remove. Colour and motion
+        # cannot tell an object from what moves and looks like it (a black swan's
+        # reflection): growing every frame would creep into it.
+        grow = int(warped.sum()) < tr.grow_below * int(prev.sum()) or _touches_border(prior)
+        # Memory of the keyframe: an object that shrank well below its keyframe's area
+        # lost parts to the flow; the band widens so colour can take them back.
+        keyed = self._prompt_area.get(obj, 0)
+        deficit = max(0.0, 1.0 - float(prior.sum()) / keyed) if keyed else 0.0
+        if deficit > tr.regain_deficit:
+            grow = True
+            radius = int(min(120, radius + 0.5 * deficit * math.sqrt(keyed)))
+        out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
+                           motion=moving, grow=grow, iterations=tr.appearance_iterations, seed=tr.seed)
+        before = max(int(prior.sum()), int(prev.sum()))
+        if grow and int(out.sum()) > max(before, tr.max_growth * keyed):
+            # The band cut may regain what the flow lost, up to about the keyframe's
+            # area; beyond, only the warp scales the mask. More means the colour spilled
+            # into look-alike background (a dog on dry grass): remove only, this frame.
+            out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
+                               motion=moving, grow=False, iterations=tr.appearance_iterations, seed=tr.seed)
+        if out.any():
+            model.update(self._frames[t], out, tr.model_rate)
+        return out
 
     def _trim(self, t: int, mask: np.ndarray, back: np.ndarray) -> np.ndarray:
         """Cut the trail a moving object leaves on static background. Flow smooths across

@@ -28,6 +28,7 @@ MODEL_KEY: dict[str, str | None] = {
     "sam2": "sam2",
     "edgetam": "edgetam",
     "sam3": "sam3",
+    "none": None,
 }
 
 
@@ -71,6 +72,10 @@ def _factory(role: str, name: str) -> Callable[[str | None, str], Backend]:
             "flow": embedded.FlowTracker,
         }
         return lambda source, device: classes[name]()
+    if name == "none" and role == "detector":
+        from .no_detector import NoDetector
+
+        return lambda source, device: NoDetector()
     if name == "grounding_dino":
         from .grounding_dino import load_grounding_dino
 
