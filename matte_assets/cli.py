@@ -52,6 +52,9 @@ def init(
     """Create a project: matte.yaml and an empty shows/ folder."""
     root = directory or find_project_root(str(project) if project else None)
     target = init_project(Path(root))
+    from .instance import open_instance
+
+    open_instance(Project(target.parent))  # the Dagster instance, created once, here
     _out(f"created {target}")
 
 

@@ -9,7 +9,6 @@ shows."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -115,13 +114,10 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
-    home = project.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():  # farm machines have no route out; keep the instance quiet
-        config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    # Created once, under a lock: concurrent first runs must not race on the schema.
+    from .instance import open_instance
+
+    return open_instance(project)
 
 
 def register_shot(instance: dg.DagsterInstance, show: str, shot: str) -> None:
