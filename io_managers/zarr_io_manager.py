@@ -38,7 +38,10 @@ def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None 
     if stage in ("tracked_layers", "filtered_layers"):
         return LayersData(group, record)
     if stage == "mattes":
-        return dict(group.attrs["manifest"]) | {"record": record}
+        from matte_assets.paths import project_root_of_store, resolve_manifest
+
+        root = store.project_root or project_root_of_store(store.url)
+        return resolve_manifest(dict(group.attrs["manifest"]), root) | {"record": record}
     raise KeyError(stage)
 
 
@@ -68,4 +71,5 @@ class ZarrIOManagerFactory(dg.ConfigurableIOManagerFactory):
     project_root: str
 
     def create_io_manager(self, context: Any) -> ZarrIOManager:
-        return ZarrIOManager(ZarrStore(Project(self.project_root).store_url))
+        project = Project(self.project_root)
+        return ZarrIOManager(ZarrStore(project.store_url, project_root=str(project.root)))

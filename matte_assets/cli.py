@@ -74,7 +74,10 @@ def shot_add(
     pattern = Path(plate).expanduser()
     resolved = pattern if pattern.is_absolute() else (Path.cwd() / pattern)
     frames = discover_frames(str(resolved))  # a typo'd pattern fails here, not at run time
-    path = add_shot(proj, show, shot, str(resolved), prompt)
+    from .paths import project_relative
+
+    # Inside the project the pattern is stored relative to it, so the project can move.
+    path = add_shot(proj, show, shot, project_relative(proj.root, resolved), prompt)
     register_shot(instance_for(proj), show, shot)
     _out(f"{show}/{shot}: {len(frames)} frames {frames[0][0]}-{frames[-1][0]} -> {path}")
 
@@ -103,7 +106,7 @@ def _delivery(proj: Project, show: str, shot: str) -> dict | None:
     from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
 
-    store = ZarrStore(proj.store_url)
+    store = ZarrStore(proj.store_url, project_root=str(proj.root))
     key = f"{show}__{shot}"
     if store.head(key, "mattes") is None:
         return None

@@ -33,6 +33,7 @@ from .media.exr import write_exr
 from .media.scale import upscale_mask
 from .media.sequence import hash_file
 from .partitions import shots
+from .paths import project_relative
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
 from .stage_data import LayersData, PlateData
@@ -192,10 +193,11 @@ def mattes(
             context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key
         )
 
-    manifest = {
+    root = project.project().root
+    manifest = {  # paths relative to the project (a copied project points at its own files)
         "version": version,
-        "folder": str(folder),
-        "files": [{**f, "path": str(Path(folder) / f["name"])} for f in files],
+        "folder": project_relative(root, folder),
+        "files": [{**f, "path": project_relative(root, Path(folder) / f["name"])} for f in files],
         "channels": [f"{n}.A" for n in names] + ["A"],
         "content_digest": content,
         "reused_existing_version": reused,

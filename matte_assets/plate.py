@@ -16,6 +16,7 @@ from .lineage import CODE_VERSIONS, plate_files_version, stage_settings
 from .media.colour import COLOUR_HANDLING, to_display_uint8
 from .media.scale import fit_within, resize_rgb
 from .media.sequence import read_image, resolve_pattern
+from .paths import project_relative
 from .partitions import shots
 from .plate_files import hash_plate_files
 from .sources import PLATE_FILES_KEY, settings_key
@@ -61,9 +62,9 @@ def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output
     staged.group.attrs.update(
         {
             "frame_numbers": [f for f, _, _ in files],
-            "files": [str(p) for _, p, _ in files],
+            "files": [project_relative(project.project().root, p) for _, p, _ in files],
             "sha256": [h for _, _, h in files],
-            "pattern": settings.plate.path,
+            "pattern": project_relative(project.project().root, settings.plate.path),
             "padding": resolve_pattern(settings.plate.path).padding,
             "original": {
                 "width": width,
