@@ -223,6 +223,10 @@ from .cli_tuning import register as _register_tuning  # noqa: E402  (matte eval,
 
 _register_tuning(app)
 
+from .cli_farm import register as _register_farm  # noqa: E402  (matte submit, matte farm status)
+
+_register_farm(app)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, meaningful exit codes."""

@@ -12,6 +12,7 @@ from resources.project import BackendsResource, ProjectResource
 
 from .config import find_project_root
 from .detections import detections
+from .farm.executors import executor_from_env
 from .filtered_layers import filtered_layers
 from .frame_masks import frame_masks
 from .mattes import mattes
@@ -30,6 +31,9 @@ def build_definitions(project_root: str) -> dg.Definitions:
             "backends": BackendsResource(),
             "zarr_io_manager": ZarrIOManagerFactory(project_root=project_root),
         },
+        # Runs launched on an instance (UI, `matte submit`, sensors); `matte run` always
+        # executes in its own process. $MATTE_EXECUTOR picks it (matte_assets.farm.executors).
+        executor=executor_from_env(),
     )
 
 

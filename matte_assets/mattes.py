@@ -21,6 +21,7 @@ from resources.project import ProjectResource
 
 from . import __version__
 from .config import split_shot_ref
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
 from .media.delivery import (
     ContentDigest,
@@ -151,6 +152,7 @@ def find_version_with_key(shot_dir: Path, key: str) -> int | None:
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"openexr"},
+    **stage_execution("mattes"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def mattes(
     context: AssetExecutionContext, plate: PlateData, filtered_layers: LayersData, project: ProjectResource

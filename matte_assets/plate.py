@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext
 from resources.project import ProjectResource
 
 from .errors import PlateError
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, plate_files_version, stage_settings
 from .media.colour import COLOUR_HANDLING, to_display_uint8
 from .media.scale import fit_within, resize_rgb
@@ -31,6 +32,7 @@ from .stage_run import StageResult, StageRun, progress
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("plate"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output[StageResult]:
     """Frames downscaled so the longest side <= max_side (aspect kept)."""
