@@ -73,8 +73,9 @@ start_db() {
     as_pg "$bin/pg_ctl" -D "$DIR/pg" -l "$DIR/postgres.log" -w \
       -o "-p $MATTE_PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null
     wait_port "$MATTE_PG_PORT" 30 postgres
-    as_pg "$bin/createdb" -h 127.0.0.1 -p "$MATTE_PG_PORT" -U "$MATTE_PG_USER" "$MATTE_PG_DB" 2>/dev/null || true
   fi
+  # The database of this instance (created once; a test session uses its own).
+  as_pg "$(pg_bin)/createdb" -h 127.0.0.1 -p "$MATTE_PG_PORT" -U "$MATTE_PG_USER" "$MATTE_PG_DB" 2>/dev/null || true
   if ! port_open "$MATTE_REDIS_PORT"; then
     redis-server --port "$MATTE_REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save "" --appendonly no \
       --dir "$DIR" --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"

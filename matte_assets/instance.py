@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,9 @@ from pathlib import Path
 import dagster as dg
 
 from .config import Project
+
+# dagster-postgres/-celery releases trail dagster's own by a patch at times; same minor is fine.
+warnings.filterwarnings("ignore", message="Found version mismatch between `dagster-shared`")
 
 LOCK_NAME = ".matte-instance.lock"
 # Farm machines have no route out; keep a project's own instance quiet.
