@@ -133,6 +133,10 @@ def status(
         from .pictures import find_pictures
 
         _out(f"latest delivery: {head['folder']}")
+        from .checks import check_mattes
+
+        for check in check_mattes(proj, f"{show}__{shot}"):
+            _out(f"  check {check.name:<15} {'passed' if check.passed else 'FAILED'}  ({check.detail})")
         for name, path in find_pictures(Path(head["folder"])).items():
             _out(f"  {name.replace('_', ' ')}: {path}")
 

@@ -69,6 +69,13 @@ class DeliverSettings(_Strict):
     compression: Literal[COMPRESSIONS] = "zip"  # type: ignore[valid-type]
 
 
+class CheckSettings(_Strict):
+    """Asset checks on the delivered mattes (matte_assets/checks.py); not an input of any
+    stage, so changing them reruns nothing."""
+
+    min_mask_quality: float = Field(0.5, ge=0.0, le=1.0)  # mean segmenter quality of the kept masks
+
+
 class Backends(_Strict):
     detector: Literal["opencv", "grounding_dino"] = "opencv"
     segmenter: Literal["grabcut", "sam2"] = "grabcut"
@@ -96,6 +103,7 @@ class ShotSettings(_Strict):
     track: TrackSettings = TrackSettings()
     filter: FilterSettings = FilterSettings()
     deliver: DeliverSettings = DeliverSettings()
+    checks: CheckSettings = CheckSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from io_managers.zarr_io_manager import ZarrIOManagerFactory
 from resources.project import BackendsResource, ProjectResource
 
 from .config import find_project_root
+from .checks import MATTES_CHECKS
 from .detections import detections
 from .farm.executors import executor_from_env
 from .filtered_layers import filtered_layers
@@ -26,6 +27,7 @@ STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers,
 def build_definitions(project_root: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[plate_files, *SETTINGS_SOURCES.values(), *CORRECTION_SOURCES.values(), *STAGE_ASSETS],
+        asset_checks=MATTES_CHECKS,
         resources={
             "project": ProjectResource(root=project_root),
             "backends": BackendsResource(),
