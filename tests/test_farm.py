@@ -113,6 +113,8 @@ def farm(tmp_path_factory):
     env["MATTE_FARM_DIR"] = str(run_dir)
     for var in ("MATTE_PG_PORT", "MATTE_REDIS_PORT"):
         env.setdefault(var, {"MATTE_PG_PORT": "55432", "MATTE_REDIS_PORT": "56379"}[var])
+    # Celery workers serve one project: this session's tasks get a Redis database of their own.
+    env["MATTE_CELERY_BROKER"] = f"redis://127.0.0.1:{env['MATTE_REDIS_PORT']}/1"
     out = farm.services("env")
     for line in out.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
