@@ -13,6 +13,7 @@ from resources.project import BackendsResource, ProjectResource
 from .config import find_project_root
 from .checks import MATTES_CHECKS
 from .detections import detections
+from .farm.automation import stale_shots_sensor
 from .farm.executors import executor_from_env
 from .filtered_layers import filtered_layers
 from .frame_masks import frame_masks
@@ -28,6 +29,7 @@ def build_definitions(project_root: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[plate_files, *SETTINGS_SOURCES.values(), *CORRECTION_SOURCES.values(), *STAGE_ASSETS],
         asset_checks=MATTES_CHECKS,
+        sensors=[stale_shots_sensor],
         resources={
             "project": ProjectResource(root=project_root),
             "backends": BackendsResource(),

@@ -37,3 +37,24 @@ def test_dagster_has_the_checks_on_mattes(tmp_path) -> None:
     graph = build_definitions(str(tmp_path)).resolve_asset_graph()
     keys = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("mattes")}
     assert keys == {"frame_count", "no_empty_layer", "provenance", "mask_quality"}
+
+
+def test_sensor_enqueues_the_stale_stages_once_per_change(project_copy) -> None:
+    import shutil
+
+    from matte_assets.farm.automation import stale_shot_requests
+    from matte_assets.lineage import STAGES
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert stale_shot_requests(project_copy, instance) == []  # all fresh: nothing to do
+    plate_dir = project_copy.root / "plates" / SHOW / SHOT
+    frames = sorted(plate_dir.glob(f"{SHOT}.*.exr"))
+    number = int(frames[-1].name.split(".")[1]) + 1
+    shutil.copy(frames[-1], plate_dir / f"{SHOT}.{number:04d}.exr")  # a new plate frame
+
+    first = stale_shot_requests(project_copy, instance)
+    assert len(first) == 1 and first[0].partition_key == KEY
+    assert {k.to_user_string() for k in first[0].asset_selection} >= set(STAGES)
+    assert first[0].tags["matte/shot"] == KEY and "plate frames added" in first[0].tags["matte/reason"]
+    again = stale_shot_requests(project_copy, instance)
+    assert [r.run_key for r in again] == [first[0].run_key]  # same change, same run key: one run
