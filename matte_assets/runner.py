@@ -183,8 +183,13 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
     if from_stage:
         selected |= set(_downstream(from_stage))
     instance = instance_for(project)
-    register_shot(instance, show, shot)
     key = partition_key(show, shot)
+    if selected:
+        # On a shared instance the shot may be running on the farm (queued runs take no flock).
+        from .farm.automation import refuse_if_running
+
+        refuse_if_running(instance, key)
+    register_shot(instance, show, shot)
 
     if selected:
         defs = build_definitions(str(project.root))
@@ -204,7 +209,7 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
             raise_on_error=False,
             # Failures are reported by us as one line; Dagster's own log keeps the detail.
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"matte/shot": key, **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
+            tags={"matte/shot": key, "matte/local": "true", **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
         )
         if not result.success:
             raise _user_error(result) or MatteError(f"run {result.run_id} of {key} failed")

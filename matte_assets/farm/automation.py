@@ -23,6 +23,26 @@ ACTIVE = [
 ]
 
 
+def refuse_if_running(instance: dg.DagsterInstance, key: str) -> None:
+    """`matte run` on a shared instance: fail at once, like the local lock, when a run of
+    the shot is queued or in progress on the farm."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    from ..locking import ShotLockedError
+
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        return  # a project's own instance: the flock is the guard
+    # Local `matte run`s (tagged matte/local) hold the flock instead; a killed one would
+    # otherwise look "started" forever (nothing monitors in-process runs).
+    runs = [r for r in instance.get_runs(dg.RunsFilter(tags={SHOT_TAG: key}, statuses=ACTIVE), limit=20) if "matte/local" not in r.tags]
+    if runs:
+        run = runs[0]
+        raise ShotLockedError(
+            f"{key.replace('__', '/')} has a {run.status.value.lower()} run on the farm ({run.run_id}); "
+            "wait for it (matte farm status) or cancel it in the Dagster UI"
+        )
+
+
 def stale_shot_requests(project, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     from io_managers.zarr_store import ZarrStore
 
