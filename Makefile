@@ -30,7 +30,7 @@ FARM_TEST_ENV := MATTE_FARM_DIR=/tmp/matte-farm-test MATTE_PG_PORT=55433 MATTE_R
 
 test: setup
 	$(FARM_TEST_ENV) deploy/services.sh db || echo "Postgres/Redis did not start: the farm tests will skip"
-	$(FARM_TEST_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2 --durations=10; \
+	$(FARM_TEST_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist loadgroup --durations=10; \
 	  status=$$?; $(FARM_TEST_ENV) deploy/services.sh stop-db; exit $$status
 
 bench: setup

@@ -32,6 +32,8 @@ SERVICES = REPO / "deploy" / "services.sh"
 SHOW = "farm"
 SHOTS = ["sh010", "sh020", "sh030", "sh040"]
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+# One farm per session: with `-n 2 --dist loadgroup` these tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("farm")
 
 
 def _free_port() -> int:
@@ -114,7 +116,7 @@ def farm(tmp_path_factory):
     for var in ("MATTE_PG_PORT", "MATTE_REDIS_PORT"):
         env.setdefault(var, {"MATTE_PG_PORT": "55432", "MATTE_REDIS_PORT": "56379"}[var])
     # Celery workers serve one project: this session's tasks get a Redis database of their own.
-    env["MATTE_CELERY_BROKER"] = f"redis://127.0.0.1:{env['MATTE_REDIS_PORT']}/1"
+    env["MATTE_CELERY_BROKER"] = f"redis://127.0.0.1:{env['MATTE_REDIS_PORT']}/{3 + uuid.uuid4().int % 13}"
     out = farm.services("env")
     for line in out.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
