@@ -23,8 +23,15 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/matte demo --out $(DEMO)
 
+# The farm tests (tests/test_farm.py) need Postgres and Redis: started here on test-only
+# ports (installing the Debian packages if missing), stopped afterwards. If they cannot
+# start, those tests skip and say why.
+FARM_TEST_ENV := MATTE_FARM_DIR=/tmp/matte-farm-test MATTE_PG_PORT=55433 MATTE_REDIS_PORT=56380
+
 test: setup
-	$(PY) -m pytest -q -n 2 --durations=10
+	$(FARM_TEST_ENV) deploy/services.sh db || echo "Postgres/Redis did not start: the farm tests will skip"
+	$(FARM_TEST_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist loadgroup --durations=10; \
+	  status=$$?; $(FARM_TEST_ENV) deploy/services.sh stop-db; exit $$status
 
 bench: setup
 	$(PY) benchmarks/demo_timing.py

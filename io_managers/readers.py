@@ -24,5 +24,9 @@ def open_stage(store: ZarrStore, shot_key: str, stage: str, version: str | None 
     if stage in ("tracked_layers", "filtered_layers"):
         return LayersData(group, record)
     if stage == "mattes":
-        return dict(group.attrs["manifest"]) | {"record": record}
+        from matte_assets.paths import project_root_of_store, resolve_manifest
+
+        # Manifest paths are stored relative to the project (a copied project reads its own files).
+        root = store.project_root or project_root_of_store(store.url)
+        return resolve_manifest(dict(group.attrs["manifest"]), root) | {"record": record}
     raise KeyError(stage)

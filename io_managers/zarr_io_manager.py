@@ -48,4 +48,5 @@ class ZarrIOManagerFactory(dg.ConfigurableIOManagerFactory):
     project_root: str
 
     def create_io_manager(self, context: Any) -> ZarrIOManager:
-        return ZarrIOManager(ZarrStore(Project(self.project_root).store_url))
+        project = Project(self.project_root)
+        return ZarrIOManager(ZarrStore(project.store_url, project_root=str(project.root)))

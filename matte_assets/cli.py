@@ -57,6 +57,9 @@ def init(
     """Create a project: matte.yaml and an empty shows/ folder."""
     root = directory or find_project_root(str(project) if project else None)
     target = init_project(Path(root))
+    from .instance import open_instance
+
+    open_instance(Project(target.parent))  # the Dagster instance, created once, here
     _out(f"created {target}")
 
 
@@ -81,7 +84,10 @@ def shot_add(
     resolved = pattern if pattern.is_absolute() else (Path.cwd() / pattern)
     frames = discover_frames(str(resolved))  # a typo'd pattern fails here, not at run time
     keys = [parse_roto(spec) for spec in roto or []]  # malformed specs fail before anything is written
-    path = add_shot(proj, show, shot, str(resolved), prompt)
+    from .paths import project_relative
+
+    # Inside the project the pattern is stored relative to it, so the project can move.
+    path = add_shot(proj, show, shot, project_relative(proj.root, resolved), prompt)
     register_shot(instance_for(proj), show, shot)
     _out(f"{show}/{shot}: {len(frames)} frames {frames[0][0]}-{frames[-1][0]} -> {path}")
     if keys:
@@ -96,7 +102,7 @@ def shot_add(
 
 def _tracked_ids(proj: Project, show: str, shot: str) -> set[int]:
     """Tracked-layer ids of the shot's current result (none before its first run)."""
-    from io_managers.zarr_io_manager import open_stage
+    from io_managers.readers import open_stage
     from io_managers.zarr_store import ZarrStore
 
     store = ZarrStore(proj.store_url)
@@ -150,7 +156,7 @@ def _delivery(proj: Project, show: str, shot: str) -> dict | None:
     from .errors import StoreError
     from .verify import delivery_problems
 
-    store = ZarrStore(proj.store_url)
+    store = ZarrStore(proj.store_url, project_root=str(proj.root))
     key = f"{show}__{shot}"
     try:
         head = store.head(key, "mattes")
@@ -185,6 +191,10 @@ def status(
         from .pictures import find_pictures
 
         _out(f"latest delivery: {head['folder']}")
+        from .checks import check_mattes
+
+        for check in check_mattes(proj, f"{show}__{shot}"):
+            _out(f"  check {check.name:<15} {'passed' if check.passed else 'FAILED'}  ({check.detail})")
         for name, path in find_pictures(Path(head["folder"])).items():
             _out(f"  {name.replace('_', ' ')}: {path}")
 
@@ -309,6 +319,10 @@ def demo(
 from .cli_tuning import register as _register_tuning  # noqa: E402  (matte eval, matte sweep)
 
 _register_tuning(app)
+
+from .cli_farm import register as _register_farm  # noqa: E402  (matte submit, matte farm status)
+
+_register_farm(app)
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

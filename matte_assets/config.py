@@ -88,6 +88,13 @@ class ColourSettings(_Strict):
     view: str | None = None  # None: the config's default view (scene-referred plates)
 
 
+class CheckSettings(_Strict):
+    """Asset checks on the delivered mattes (matte_assets/checks.py); not an input of any
+    stage, so changing them reruns nothing."""
+
+    min_mask_quality: float = Field(0.5, ge=0.0, le=1.0)  # mean segmenter quality of the kept masks
+
+
 class Backends(_Strict):
     detector: Literal["opencv", "grounding_dino", "sam3", "none"] = "opencv"  # none: roto keyframes only
     segmenter: Literal["grabcut", "sam2", "sam3"] = "grabcut"
@@ -126,6 +133,7 @@ class ShotSettings(_Strict):
     filter: FilterSettings = FilterSettings()
     deliver: DeliverSettings = DeliverSettings()
     colour: ColourSettings = ColourSettings()
+    checks: CheckSettings = CheckSettings()
 
     @model_validator(mode="before")
     @classmethod

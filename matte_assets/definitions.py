@@ -11,7 +11,10 @@ from io_managers.zarr_io_manager import ZarrIOManagerFactory
 from resources.project import BackendsResource, ProjectResource
 
 from .config import find_project_root
+from .checks import MATTES_CHECKS
 from .detections import detections
+from .farm.automation import stale_shots_sensor
+from .farm.executors import executor_from_env
 from .filtered_layers import filtered_layers
 from .frame_masks import frame_masks
 from .mattes import mattes
@@ -25,11 +28,16 @@ STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers,
 def build_definitions(project_root: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[plate_files, *SETTINGS_SOURCES.values(), *CORRECTION_SOURCES.values(), *STAGE_ASSETS],
+        asset_checks=MATTES_CHECKS,
+        sensors=[stale_shots_sensor],
         resources={
             "project": ProjectResource(root=project_root),
             "backends": BackendsResource(),
             "zarr_io_manager": ZarrIOManagerFactory(project_root=project_root),
         },
+        # Runs launched on an instance (UI, `matte submit`, sensors); `matte run` always
+        # executes in its own process. $MATTE_EXECUTOR picks it (matte_assets.farm.executors).
+        executor=executor_from_env(),
     )
 
 

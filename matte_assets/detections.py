@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext
 from resources.project import BackendsResource, ProjectResource
 
 from .errors import BackendError
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
@@ -40,6 +41,7 @@ def check_labels(labels: list[str], supported: frozenset[str] | None, backend: s
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("detections"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def detections(
     context: AssetExecutionContext, plate: PlateData, project: ProjectResource, backends: BackendsResource

@@ -27,6 +27,7 @@ from .algorithms.layer_filter import (
 )
 from .corrections import CorrectionError, load_corrections
 from .errors import StoreError
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .pictures import metadata_pictures, pictures_metadata_from
@@ -55,6 +56,7 @@ def layer_names(labels: list[str], first_frames: list[int]) -> list[str]:
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("filtered_layers"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def filtered_layers(
     context: AssetExecutionContext, tracked_layers: LayersData, project: ProjectResource

@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext
 
 from resources.project import BackendsResource, ProjectResource
 
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .sources import settings_key
@@ -30,6 +31,7 @@ from .stage_run import StageResult, StageRun, progress
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("frame_masks"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def frame_masks(
     context: AssetExecutionContext,

@@ -30,6 +30,7 @@ from .algorithms.soft_alpha import auto_band, guide_image, refine_alpha
 from .config import split_shot_ref
 from .layer_names import assign_names, load_registry
 from .media import cryptomatte
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
 from .media.delivery import (
     ContentDigest,
@@ -43,6 +44,7 @@ from .media.nuke import write_nuke_script
 from .media.scale import upscale_mask
 from .media.sequence import hash_file, read_image
 from .partitions import shots
+from .paths import project_relative
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
 from .stage_data import LayersData, PlateData, frame_blocks
@@ -265,6 +267,7 @@ def find_version_with_key(shot_dir: Path, key: str) -> int | None:
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"openexr"},
+    **stage_execution("mattes"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def mattes(
     context: AssetExecutionContext, plate: PlateData, filtered_layers: LayersData, project: ProjectResource
@@ -312,10 +315,11 @@ def mattes(
             context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry
         )
 
-    manifest = {
+    root = project.project().root
+    manifest = {  # paths relative to the project (a copied project points at its own files)
         "version": version,
-        "folder": str(folder),
-        "files": [{**f, "path": str(Path(folder) / f["name"])} for f in files],
+        "folder": project_relative(root, folder),
+        "files": [{**f, "path": project_relative(root, Path(folder) / f["name"])} for f in files],
         "channels": delivered_channels(names, run.settings.deliver.cryptomatte),
         "layer_ids": dict(zip(names, ids)),
         "content_digest": content,

@@ -17,10 +17,12 @@ from dagster import AssetExecutionContext
 from resources.project import ProjectResource
 
 from .errors import PlateError
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, plate_files_version, stage_settings
 from .media.ocio_colour import display_transform, plate_colour
 from .media.scale import fit_within, resize_rgb
 from .media.sequence import read_image, resolve_pattern
+from .paths import project_relative
 from .partitions import shots
 from .plate_files import cache_file, hash_plate_files
 from .sources import PLATE_FILES_KEY, settings_key
@@ -35,6 +37,7 @@ from .stage_run import StageResult, StageRun, progress
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("plate"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output[StageResult]:
     """Frames downscaled so the longest side <= max_side (aspect kept)."""
@@ -80,9 +83,9 @@ def plate(context: AssetExecutionContext, project: ProjectResource) -> dg.Output
     staged.group.attrs.update(
         {
             "frame_numbers": [f for f, _, _ in files],
-            "files": [str(p) for _, p, _ in files],
+            "files": [project_relative(project.project().root, p) for _, p, _ in files],
             "sha256": [h for _, _, h in files],
-            "pattern": settings.plate.path,
+            "pattern": project_relative(project.project().root, settings.plate.path),
             "padding": resolve_pattern(settings.plate.path).padding,
             "original": {
                 "width": width,

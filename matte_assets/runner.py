@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from io_managers.zarr_store import ZarrStore
 
@@ -33,6 +33,9 @@ from .lineage import (
     stage_settings,
 )
 from .plate_files import cache_file, hash_plate_files
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 # Dagster, the backends' registry and the asset modules are imported where they are
 # used: a run that finds every stage fresh never loads them (a second of imports).
@@ -146,15 +149,10 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
-    import dagster as dg
+    # Created once, under a lock: concurrent first runs must not race on the schema.
+    from .instance import open_instance
 
-    home = project.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():  # farm machines have no route out; keep the instance quiet
-        config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    return open_instance(project)
 
 
 def register_shot(instance: dg.DagsterInstance, show: str, shot: str) -> None:
@@ -273,9 +271,12 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
         import dagster as dg
 
         from .definitions import build_definitions
+        from .farm.automation import refuse_if_running
         from .sources import PLATE_FILES_KEY, corrections_key, settings_key
 
         instance = instance_for(project)
+        # On a shared instance the shot may be running on the farm (queued runs take no flock).
+        refuse_if_running(instance, key)
         register_shot(instance, show, shot)
         defs = build_definitions(str(project.root))
         job = defs.resolve_implicit_global_asset_job_def()
@@ -298,7 +299,7 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
             raise_on_error=False,
             # Failures are reported by us as one line; Dagster's own log keeps the detail.
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"matte/shot": key, **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
+            tags={"matte/shot": key, "matte/local": "true", **({"matte/recompute": "true", "matte/from": from_stage} if from_stage else {})},
         )
         if result.success:  # (a failed run's own line says what matters; Dagster adds "not executing" noise)
             _echo_warnings(instance, result.run_id)

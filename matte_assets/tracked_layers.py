@@ -30,6 +30,7 @@ from .algorithms.tracking import (
 )
 from .corrections import CorrectionError, Corrections, load_corrections
 from .errors import StoreError
+from .farm.tags import stage_execution
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .roto import check_roto_shot
@@ -136,6 +137,7 @@ def _prompted_layers(
     io_manager_key="zarr_io_manager",
     group_name="matte",
     kinds={"zarr"},
+    **stage_execution("tracked_layers"),  # farm: GPU pool / Celery queue (matte_assets.farm.tags)
 )
 def tracked_layers(
     context: AssetExecutionContext,

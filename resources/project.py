@@ -25,7 +25,8 @@ class ProjectResource(dg.ConfigurableResource):
         return self.project().shot(show, shot)
 
     def store(self) -> ZarrStore:
-        return ZarrStore(self.project().store_url)
+        project = self.project()
+        return ZarrStore(project.store_url, project_root=str(project.root))
 
 
 class BackendsResource(dg.ConfigurableResource):
