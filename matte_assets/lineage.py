@@ -32,10 +32,10 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # stored result of that stage (and everything downstream) becomes stale.
 CODE_VERSIONS: dict[str, str] = {
     "plate": "1",
-    "detections": "1",
+    "detections": "2",  # 2: `moving` compensates exposure changes and camera motion
     "frame_masks": "1",
-    "tracked_layers": "1",
-    "filtered_layers": "1",
+    "tracked_layers": "2",  # 2: stores per-layer track/colour summaries for stitching
+    "filtered_layers": "2",  # 2: stitches time-disjoint fragments of one object
     "mattes": "1",
 }
 
