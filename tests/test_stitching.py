@@ -116,3 +116,17 @@ def test_random_plates_are_seeded_varied_and_fair() -> None:
         assert x1 > x0
     small = random_plate(5, 160, 90, 24)
     assert (small.width, small.height, small.n_frames) == (160, 90, 24)
+
+
+def test_stitch_settings_enter_filtering_only() -> None:
+    # A stitch threshold is a filter setting: changing it reruns filtering and delivery,
+    # never tracking (the summaries it decides from are stored with the tracked layers).
+    from matte_assets.config import ShotSettings
+    from matte_assets.lineage import STAGES, stage_settings
+
+    base = ShotSettings.model_validate({"plate": {"path": "p.####.exr"}, "prompt": "moving"})
+    tweaked = ShotSettings.model_validate(
+        {"plate": {"path": "p.####.exr"}, "prompt": "moving", "filter": {"stitch_similarity": 0.4}}
+    )
+    changed = [s for s in STAGES if stage_settings(base, s) != stage_settings(tweaked, s)]
+    assert changed == ["filtered_layers"]
