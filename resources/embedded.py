@@ -474,9 +474,12 @@ def _features(grey: np.ndarray) -> tuple[list, np.ndarray | None]:
     return _orb().detectAndCompute(grey, None)
 
 
-def _register(a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None]) -> np.ndarray | None:
+def _register(a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None], size: tuple[int, int]) -> np.ndarray | None:
     """2x3 affine taking image a's pixels to image b's (RANSAC over ORB matches), or
-    None when too few matches agree (no overlap, no texture)."""
+    None when too few matches agree (no overlap, no texture). The agreeing matches must
+    spread over the frame (`_SPREAD`): a consensus on one moving object's texture is
+    that object's motion, not the camera's, so its matches are set aside and the
+    consensus of the rest is tried once more."""
     ka, da = a
     kb, db = b
     if da is None or db is None or len(ka) < 8 or len(kb) < 8:
@@ -486,11 +489,23 @@ def _register(a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | Non
         return None
     src = np.float32([ka[m.queryIdx].pt for m in matches])
     dst = np.float32([kb[m.trainIdx].pt for m in matches])
-    cv2.setRNGSeed(0)  # RANSAC sampling: deterministic
-    affine, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5, maxIters=4000, confidence=0.999)
-    if affine is None or inliers is None or int(inliers.sum()) < max(12, 0.15 * len(matches)):
-        return None
-    return affine
+    h, w = size
+    for _ in range(2):
+        if len(src) < 8:
+            return None
+        cv2.setRNGSeed(0)  # RANSAC sampling: deterministic
+        affine, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5, maxIters=2000, confidence=0.995)
+        if affine is None or inliers is None or int(inliers.sum()) < max(12, 0.15 * len(matches)):
+            return None
+        keep = inliers.reshape(-1).astype(bool)
+        spread = src[keep].std(axis=0)
+        if spread[0] >= _SPREAD * w and spread[1] >= _SPREAD * h:
+            return affine
+        src, dst = src[~keep], dst[~keep]
+    return None
+
+
+_SPREAD = 0.15  # std of the agreeing matches, as a share of the frame side (uniform: 0.29)
 
 
 def _corner_shift(affine: np.ndarray, h: int, w: int) -> float:
@@ -504,18 +519,20 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 
 def _camera_moves(samples: np.ndarray, tolerance: float = 1.0) -> bool:
-    """True when consecutive samples register with a shift of more than `tolerance`
-    pixels at some frame corner (pan, tilt, zoom, roll). Pairs that do not register
-    (no texture) say nothing: a plate no pair shows moving is treated as locked off."""
+    """True when at least half the consecutive sample pairs that register do so with a
+    shift of more than `tolerance` pixels at some frame corner (pan, tilt, zoom, roll).
+    Pairs that do not register (no texture) say nothing: a plate no pair shows moving
+    is treated as locked off."""
     if samples.shape[0] < 2:
         return False
     h, w = samples.shape[1:3]
     feats = [_features(_grey(f)) for f in samples]
+    shifts = []
     for a, b in zip(feats, feats[1:]):
-        affine = _register(a, b)
-        if affine is not None and _corner_shift(affine, h, w) > tolerance:
-            return True
-    return False
+        affine = _register(a, b, (h, w))
+        if affine is not None:
+            shifts.append(_corner_shift(affine, h, w))
+    return bool(shifts) and sum(s > tolerance for s in shifts) >= 0.5 * len(shifts)
 
 
 class _CameraSamples:
@@ -542,7 +559,7 @@ class _CameraSamples:
         frame_linear = _SRGB_TO_LINEAR[frame]
         usable = []
         for i, f in enumerate(self.features):
-            affine = _register(f, feats)
+            affine = _register(f, feats, (h, w))
             if affine is not None:
                 usable.append((i, affine))
         if len(usable) < self.MIN_SAMPLES:
