@@ -24,7 +24,6 @@ stories per seed.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import replace
 
 import numpy as np
 
