@@ -68,6 +68,11 @@ class FilterSettings(_Strict):
     sim_false_positive_count: int = Field(2, ge=1)
     sim_merge: float = Field(0.6, gt=0.0, le=1.0)
     duplicate_iou: float = Field(0.9, gt=0.0, le=1.0)
+    # Stitching time-disjoint fragments of one object (docs/quality.md, "Stitching").
+    stitch_max_gap: int = Field(30, ge=0)  # 0: no stitching
+    stitch_max_overlap: int = Field(2, ge=0)
+    stitch_similarity: float = Field(0.6, ge=0.0, le=1.0)
+    stitch_motion: float = Field(1.5, gt=0.0)
 
 
 class DeliverSettings(_Strict):

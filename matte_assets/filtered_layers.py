@@ -17,6 +17,9 @@ from io_managers.zarr_io_manager import open_stage
 from resources.project import ProjectResource
 
 from .algorithms.layer_filter import (
+    KEEP,
+    MERGE,
+    FilterPlan,
     FilterParams,
     FilterRow,
     OverlapAccumulator,
@@ -25,9 +28,11 @@ from .algorithms.layer_filter import (
     decide,
     merge_frame,
 )
+from .algorithms.stitching import StitchParams, decide_stitches
 from .corrections import CorrectionError, load_corrections
 from .errors import StoreError
 from .farm.tags import stage_execution
+from .layer_stats import load_layer_summaries
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .pictures import metadata_pictures, pictures_metadata_from
@@ -110,7 +115,10 @@ def filtered_layers(
         },
     )
     rows = [row.as_dict() for row in plan.rows]
-    staged.group.attrs.update({"n_frames": tracked_layers.n_frames, "size": [width, height], "decisions": rows})
+    stitch_rows = list(getattr(plan, "stitch_rows", []))
+    staged.group.attrs.update(
+        {"n_frames": tracked_layers.n_frames, "size": [width, height], "decisions": rows, "stitch_decisions": stitch_rows}
+    )
     actions = [row["action"] for row in rows]
     pictures = _pictures(run, record, staged, LayersData(staged.group, record), f"{context.partition_key} filtered layers")
     return run.output(
@@ -122,6 +130,8 @@ def filtered_layers(
             "merged": actions.count("merge"),
             "layers": dg.MetadataValue.json(dict(zip(names, [plan.members[lid] for lid in plan.kept]))),
             "decisions": dg.MetadataValue.md(decision_markdown(rows)),
+            "stitched": sum(1 for r in rows if r["rule"] == "stitch"),
+            "stitch_decisions": dg.MetadataValue.md(stitch_markdown(stitch_rows)),
             **pictures,
         },
     )
@@ -232,10 +242,62 @@ def filter_layers(tracked: LayersData, params: FilterParams, dropped: Sequence[i
     labels = list(tracked.table["label"])
     rows = [k for k, lid in enumerate(ids) if lid not in set(dropped)]
     plan = decide([ids[k] for k in rows], [labels[k] for k in rows], stats.subset(rows), params)
+    plan = stitch_fragments(tracked, plan, params)
     for k, lid in enumerate(ids):
         if lid in set(dropped):
             plan.rows.append(FilterRow(lid, labels[k], "drop", None, "artist", "dropped by an artist correction", {}))
     return plan
+
+
+def stitch_fragments(tracked: LayersData, plan: FilterPlan, params: FilterParams) -> FilterPlan:
+    """Join kept layers that are time-disjoint fragments of one object
+    (`algorithms.stitching`): each stitched layer (with its members) merges into its
+    chain's first fragment, recorded as rule `stitch` with the pair's numbers; every
+    pair considered is kept in `plan.stitch_rows`. Results stored before the layer
+    summaries existed are left as they are."""
+    label_of = dict(zip(tracked.layer_ids, tracked.table["label"]))
+    summaries = load_layer_summaries(tracked.group, plan.kept, [label_of[lid] for lid in plan.kept])
+    if summaries is None:
+        return plan
+    sp = StitchParams(params.stitch_max_gap, params.stitch_max_overlap, params.stitch_similarity, params.stitch_motion)
+    root, pair_rows = decide_stitches(summaries, sp, tracked.n_frames)
+    plan.stitch_rows = pair_rows
+    if not root:
+        return plan
+    members = {k: list(v) for k, v in plan.members.items()}
+    link = {r["b"]: r for r in pair_rows if r["decision"] == "link"}
+    for lid in sorted(root, key=lambda x: (summaries[plan.kept.index(x)].first, x)):
+        members[root[lid]] = sorted(set(members[root[lid]]) | set(members.pop(lid)))
+    rows = []
+    for row in plan.rows:
+        if row.layer in root:
+            r = link[row.layer]
+            values = {k: r[k] for k in ("a", "gap", "overlap_frames", "similarity", "motion_error", "edge", "size")}
+            rows.append(FilterRow(row.layer, row.label, MERGE, root[row.layer], "stitch",
+                                  f"{r['reason']}; joins layer {root[row.layer]}", values))
+        elif row.action == MERGE and row.into in root:
+            rows.append(FilterRow(row.layer, row.label, MERGE, root[row.into], row.rule, row.reason, row.values))
+        elif row.action == KEEP and row.layer in members and members[row.layer] != plan.members[row.layer]:
+            joined = [m for m in members[row.layer] if m != row.layer]
+            rows.append(FilterRow(row.layer, row.label, KEEP, None, row.rule,
+                                  f"{row.reason.split(',')[0]}, with {', '.join(map(str, joined))} merged in",
+                                  {**row.values, "members": members[row.layer]}))
+        else:
+            rows.append(row)
+    kept = sorted(members)
+    out = FilterPlan(kept=kept, members={k: members[k] for k in kept}, rows=rows)
+    out.stitch_rows = pair_rows
+    return out
+
+
+def stitch_markdown(rows: list[dict]) -> str:
+    lines = ["| a | b | gap | both | similarity | motion | edge | decision | reason |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['a']} | {r['b']} | {r['gap']} | {r['overlap_frames']} | {r['similarity']:.3f} | "
+            f"{r['motion_error']:.2f} | {r['edge']} | {r['decision']} | {r['reason']} |"
+        )
+    return "\n".join(lines)
 
 
 def decision_markdown(rows: list[dict]) -> str:

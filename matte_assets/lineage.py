@@ -34,11 +34,13 @@ CODE_VERSIONS: dict[str, str] = {
     # 2: OpenImageIO reading (layers, DPX, pixel aspect), OCIO view transform instead of a
     # clipped sRGB OETF, downscale before colour, anamorphic plates desqueezed.
     "plate": "2",
-    "detections": "1",
+    "detections": "2",  # 2: `moving` compensates exposure changes and camera motion
     "frame_masks": "1",
-    # 2: flow tracker re-segments each frame with a colour model (issue 8); edge slivers dropped
-    "tracked_layers": "2",
-    "filtered_layers": "2",  # 2: false-positive rule judged iteratively (ec8d3bf)
+    # 2: flow tracker re-segments each frame with a colour model (issue 8), edge slivers dropped;
+    # 3: stores per-layer track/colour summaries for stitching
+    "tracked_layers": "3",
+    # 2: false-positive rule judged iteratively (ec8d3bf); 3: stitches time-disjoint fragments of one object
+    "filtered_layers": "3",
     "mattes": "3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
 }
 # tests/test_golden.py fails when a stage's stored results change while its entry here

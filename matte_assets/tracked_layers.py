@@ -31,6 +31,7 @@ from .algorithms.tracking import (
 from .corrections import CorrectionError, Corrections, load_corrections
 from .errors import StoreError
 from .farm.tags import stage_execution
+from .layer_stats import store_layer_summaries
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .roto import check_roto_shot
@@ -221,6 +222,8 @@ def tracked_layers(
     extent = store_overlap_stats(staged.group, [lay.layer_id for lay in layers], plate.n_frames, (width, height))
     for lay in layers:
         lay.first_frame, lay.last_frame = extent.get(lay.layer_id, (None, None))
+    # Track, edge and colour summaries per layer: filtering stitches fragments from these.
+    store_layer_summaries(staged.group, plate, [lay.layer_id for lay in layers], plate.n_frames, (width, height))
     write_table(
         staged.group,
         "layers",

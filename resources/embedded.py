@@ -280,12 +280,17 @@ class OpenCVDetector(Detector):
         self._hog: cv2.HOGDescriptor | None = None
         self._background: np.ndarray | None = None
         self._threshold: float = min_difference
+        # Exposure and camera compensation (see `begin_shot`): the background in
+        # linear light when the samples' exposure varies, and the registered samples
+        # when the camera moves.
+        self._background_linear: np.ndarray | None = None
+        self._moving_camera: _CameraSamples | None = None
 
     def identity(self) -> dict[str, str]:
         return {
             "backend": "opencv",
             "opencv": cv2.__version__,
-            "detector": "hog-people+median-background",
+            "detector": "hog-people+median-background+exposure+camera-motion",
             "config": (
                 f"hog_stride={self.hog_win_stride},hog_scale={self.hog_scale},nms_iou={self.nms_iou},"
                 f"min_difference={self.min_difference},noise_factor={self.noise_factor},"
@@ -302,13 +307,35 @@ class OpenCVDetector(Detector):
 
         The difference threshold adapts to the plate: `noise_factor` x the median colour
         distance of the samples to the background (grain, compression), at least
-        `min_difference`."""
+        `min_difference`.
+
+        Two departures from a locked-off, evenly lit plate are compensated first:
+        - exposure: each sample's per-channel gain in linear light against the median
+          (a robust median of ratios: objects cover under half the frame) is divided
+          out before the median, and every detected frame is normalised the same way;
+        - camera motion: when registering consecutive samples (ORB features, RANSAC
+          affine) shows the camera moving, the background is built per frame from the
+          samples warped onto it (`_CameraSamples`). A locked-off plate with steady
+          light takes exactly the plain median path."""
         samples = np.asarray(sample_frames)
         if samples.ndim != 4 or samples.shape[0] == 0 or samples.shape[3] != 3 or samples.dtype != np.uint8:
             raise BackendError(
                 f"begin_shot needs sample frames as uint8 (N, H, W, 3) with N >= 1, got {samples.dtype} {samples.shape}"
             )
+        self._background_linear = None
+        self._moving_camera = None
+        if _camera_moves(samples):
+            self._moving_camera = _CameraSamples(samples)
+            self._background = np.zeros(samples.shape[1:], np.float32)  # per frame, see _moving
+            return
         self._background = np.median(samples, axis=0).astype(np.float32)
+        linear = _SRGB_TO_LINEAR[samples]
+        gains = _gains(linear, _SRGB_TO_LINEAR[np.round(self._background).astype(np.uint8)])
+        if np.abs(gains - 1.0).max() > _GAIN_TOLERANCE:
+            background_linear = np.median(linear / gains[:, None, None, :], axis=0)
+            self._background_linear = background_linear.astype(np.float32)
+            self._background = _linear_to_display(self._background_linear)
+            samples = np.stack([_linear_to_display(lin / g) for lin, g in zip(linear, gains)])
         # A strided pixel subset is plenty for a robust global noise level and keeps this fast.
         sub = samples[:, ::4, ::4].astype(np.float32) - self._background[None, ::4, ::4]
         noise = float(np.median(np.sqrt((sub * sub).sum(axis=-1))))
@@ -371,9 +398,20 @@ class OpenCVDetector(Detector):
                 f"frame shape {frame.shape} differs from the shot background {self._background.shape}"
             )
         h, w = frame.shape[:2]
-        diff = frame.astype(np.float32) - self._background
-        dist = np.sqrt((diff * diff).sum(axis=-1))
-        fg = (dist > self._threshold).astype(np.uint8)
+        threshold = self._threshold
+        if self._moving_camera is not None:
+            background, valid = self._moving_camera.background_for(frame)
+            frame_f = frame.astype(np.float32)
+            diff = frame_f - background
+            dist = np.sqrt((diff * diff).sum(axis=-1))
+            dist[~valid] = 0.0  # too few registered samples see this pixel: no evidence
+            noise = float(np.median(dist[valid])) if valid.any() else 0.0
+            threshold = max(self.min_difference, self.noise_factor * noise)
+        else:
+            frame_f = self._normalised(frame)
+            diff = frame_f - self._background
+            dist = np.sqrt((diff * diff).sum(axis=-1))
+        fg = (dist > threshold).astype(np.uint8)
         # Open removes isolated noise pixels; close (scaled with the frame) bridges the
         # dark texture spots inside an object that happen to match the background.
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, _disc(1))
@@ -388,9 +426,181 @@ class OpenCVDetector(Detector):
             x, y, bw, bh, area = (int(v) for v in stats[c, :5])
             if area < min_area:
                 continue
-            score = moving_contrast_to_score(float(means[c - 1]) / self._threshold)
+            score = moving_contrast_to_score(float(means[c - 1]) / threshold)
             dets.append(Detection(label=label, score=score, box=(float(x), float(y), float(x + bw), float(y + bh))))
         return dets
+
+
+    def _normalised(self, frame: np.ndarray) -> np.ndarray:
+        """The frame as float display values, its exposure matched to the background's
+        (unchanged when its gain is within `_GAIN_TOLERANCE` of the background's)."""
+        assert self._background is not None
+        background_linear = self._background_linear
+        if background_linear is None:
+            background_linear = _SRGB_TO_LINEAR[np.round(self._background).astype(np.uint8)]
+        linear = _SRGB_TO_LINEAR[frame]
+        gain = _gains(linear[None], background_linear)[0]
+        if np.abs(gain - 1.0).max() <= _GAIN_TOLERANCE:
+            return frame.astype(np.float32)
+        return _linear_to_display(linear / gain)
+
+
+# --- exposure and camera motion (the `moving` detector) --------------------------------
+
+_GAIN_TOLERANCE = 0.03  # per-channel exposure differences below 3% are grain, not light
+# sRGB EOTF per uint8 code value: gains are ratios of light, not of encoded values.
+_SRGB_TO_LINEAR = np.where(
+    np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92, ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4
+).astype(np.float32)
+
+
+def _linear_to_display(linear: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB-encoded float values in [0, 255]."""
+    x = np.clip(linear, 0.0, 1.0)
+    return (255.0 * np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)).astype(np.float32)
+
+
+def _gains(linear: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) per-channel gains of `linear` (N, H, W, 3) against `reference` (H, W, 3):
+    the median ratio over pixels lit well enough to measure (objects, covering under
+    half the frame, do not move a median). Strided: a global figure needs few pixels."""
+    ref = reference[::2, ::2]
+    ok = ref > 0.02
+    if valid is not None:
+        ok &= valid[::2, ::2, None]
+    out = np.ones((linear.shape[0], 3), np.float32)
+    for i in range(linear.shape[0]):
+        for c in range(3):
+            sel = ok[..., c]
+            if sel.sum() >= 16:
+                out[i, c] = float(np.median(linear[i, ::2, ::2, c][sel] / ref[..., c][sel]))
+    return np.maximum(out, 1e-3)
+
+
+def _orb() -> cv2.ORB:
+    # A low FAST threshold: plates are often low-contrast backgrounds.
+    return cv2.ORB_create(nfeatures=500, fastThreshold=5, edgeThreshold=15, patchSize=15)
+
+
+def _features(grey: np.ndarray) -> tuple[list, np.ndarray | None]:
+    return _orb().detectAndCompute(grey, None)
+
+
+def _register(a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None], size: tuple[int, int]) -> np.ndarray | None:
+    """2x3 affine taking image a's pixels to image b's (RANSAC over ORB matches), or
+    None when too few matches agree (no overlap, no texture). The agreeing matches must
+    spread over the frame (`_SPREAD`): a consensus on one moving object's texture is
+    that object's motion, not the camera's, so its matches are set aside and the
+    consensus of the rest is tried once more."""
+    ka, da = a
+    kb, db = b
+    if da is None or db is None or len(ka) < 8 or len(kb) < 8:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
+    if len(matches) < 8:
+        return None
+    src = np.float32([ka[m.queryIdx].pt for m in matches])
+    dst = np.float32([kb[m.trainIdx].pt for m in matches])
+    h, w = size
+    for _ in range(2):
+        if len(src) < 8:
+            return None
+        cv2.setRNGSeed(0)  # RANSAC sampling: deterministic
+        affine, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5, maxIters=2000, confidence=0.995)
+        if affine is None or inliers is None or int(inliers.sum()) < max(12, 0.15 * len(matches)):
+            return None
+        keep = inliers.reshape(-1).astype(bool)
+        spread = src[keep].std(axis=0)
+        if spread[0] >= _SPREAD * w and spread[1] >= _SPREAD * h:
+            return affine
+        src, dst = src[~keep], dst[~keep]
+    return None
+
+
+_SPREAD = 0.15  # std of the agreeing matches, as a share of the frame side (uniform: 0.29)
+
+
+def _corner_shift(affine: np.ndarray, h: int, w: int) -> float:
+    corners = np.float32([[0, 0], [w, 0], [0, h], [w, h]])
+    moved = corners @ affine[:, :2].T + affine[:, 2]
+    return float(np.abs(moved - corners).max())
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _camera_moves(samples: np.ndarray, tolerance: float = 1.0) -> bool:
+    """True when at least half the consecutive sample pairs that register do so with a
+    shift of more than `tolerance` pixels at some frame corner (pan, tilt, zoom, roll).
+    Pairs that do not register (no texture) say nothing: a plate no pair shows moving
+    is treated as locked off."""
+    if samples.shape[0] < 2:
+        return False
+    h, w = samples.shape[1:3]
+    # Registered at <= 480 px: plenty to see a 1 px move, and ~4x cheaper on a 1024 px plate.
+    scale = min(1.0, 480.0 / max(h, w))
+    if scale < 1.0:
+        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+        samples = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in samples])
+        h, w, tolerance = size[1], size[0], tolerance * scale
+    feats = [_features(_grey(f)) for f in samples]
+    shifts = []
+    for a, b in zip(feats, feats[1:]):
+        affine = _register(a, b, (h, w))
+        if affine is not None:
+            shifts.append(_corner_shift(affine, h, w))
+    return bool(shifts) and sum(s > tolerance for s in shifts) >= 0.5 * len(shifts)
+
+
+class _CameraSamples:
+    """The background of a moving-camera plate, frame by frame: every sample that
+    registers onto the frame is warped onto it and its exposure matched to the frame's,
+    and the per-pixel median of those is the background (objects move relative to the
+    set, so in the set's coordinates they still cover a pixel in under half the
+    samples). Pixels seen by fewer than `MIN_SAMPLES` samples get no background."""
+
+    MIN_SAMPLES = 3
+    MAX_SAMPLES = 12  # spread over the shot: the median needs variety, not every sample
+
+    def __init__(self, samples: np.ndarray) -> None:
+        if samples.shape[0] > self.MAX_SAMPLES:
+            samples = samples[np.linspace(0, samples.shape[0] - 1, self.MAX_SAMPLES).round().astype(int)]
+        self.samples = samples
+        self.linear = [_SRGB_TO_LINEAR[f] for f in samples]
+        self.features = [_features(_grey(f)) for f in samples]
+
+    def background_for(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) float display background aligned with `frame`, (H, W) bool valid."""
+        h, w = frame.shape[:2]
+        feats = _features(_grey(frame))
+        frame_linear = _SRGB_TO_LINEAR[frame]
+        usable = []
+        for i, f in enumerate(self.features):
+            affine = _register(f, feats, (h, w))
+            if affine is not None:
+                usable.append((i, affine))
+        if len(usable) < self.MIN_SAMPLES:
+            return np.zeros((h, w, 3), np.float32), np.zeros((h, w), bool)
+        stack = np.empty((len(usable), h, w, 3), np.float32)
+        ones = np.ones((h, w), np.uint8)
+        for k, (i, affine) in enumerate(usable):
+            warped = cv2.warpAffine(self.linear[i], affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            inside = cv2.warpAffine(ones, affine, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+            inside = cv2.erode(inside, _disc(1)).astype(bool)  # interpolated edge pixels are mixed with the border
+            gain = _gains(frame_linear[None], warped, inside)[0]
+            stack[k] = np.where(inside[..., None], warped * gain, np.nan)  # light matched to this frame's
+        count = np.isfinite(stack[..., 0]).sum(axis=0)
+        valid = count >= self.MIN_SAMPLES
+        # Median over the finite values per pixel: NaNs sort last, so the median is at
+        # the middle of the first `count` entries (np.nanmedian is ~20x slower here).
+        ordered = np.sort(stack, axis=0)
+        n = np.maximum(count, 1)[None, ..., None].repeat(3, axis=-1)
+        lo = np.take_along_axis(ordered, (n - 1) // 2, axis=0)[0]
+        hi = np.take_along_axis(ordered, n // 2, axis=0)[0]
+        background = 0.5 * (lo + hi)
+        background = np.where(valid[..., None], background, 0.0)
+        return _linear_to_display(background), valid
 
 
 # --- segmenter -------------------------------------------------------------------------

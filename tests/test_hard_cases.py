@@ -29,23 +29,22 @@ from matte_assets.synthetic import (
 )
 
 # Measured J (docs/quality.md) minus a margin; the pipeline is deterministic, so the
-# margin only absorbs harmless numeric drift. A floor of 0 marks a case the embedded
-# backends fail today (raise it when that changes).
+# margin only absorbs harmless numeric drift.
 J_FLOORS = {
     "baseline": 0.95,  # 0.999 (0.666 before the false-positive rule was judged iteratively)
-    "late_entry": 0.93,  # 0.946 with the flow tracker's appearance step (issue 8; 0.999 before): a regression to fix
-    "exit_reentry": 0.64,  # 0.675: the return is a second layer
+    "late_entry": 0.97,  # 0.999
+    "exit_reentry": 0.96,  # 0.998 (0.675 before stitching: the return was a second layer)
     "crossing": 0.96,  # 0.992
     "part_whole": 0.97,  # 1.000: the bag layer merges into the walker
     "small_far": 0.97,  # 1.000
-    "camera_pan": 0.34,  # 0.373: props moving through the frame become layers
+    "camera_pan": 0.96,  # 1.000 (0.373 before camera-motion compensation: props became layers)
     "motion_blur": 0.80,  # 0.829
-    "lighting_change": 0.0,  # 0.007: the darker frames differ from the background everywhere
+    "lighting_change": 0.95,  # 0.985 (0.007 before exposure normalisation)
 }
 # Floors on F likewise (DAVIS boundary measure).
 F_FLOORS = {
-    "baseline": 0.95, "late_entry": 0.92, "exit_reentry": 0.64, "crossing": 0.96, "part_whole": 0.97,
-    "small_far": 0.97, "camera_pan": 0.59, "motion_blur": 0.81, "lighting_change": 0.0,
+    "baseline": 0.95, "late_entry": 0.97, "exit_reentry": 0.97, "crossing": 0.96, "part_whole": 0.97,
+    "small_far": 0.97, "camera_pan": 0.97, "motion_blur": 0.81, "lighting_change": 0.96,
 }
 
 
@@ -60,6 +59,7 @@ def test_hard_case_quality(name: str, tmp_path: Path) -> None:
     assert result["j"] >= J_FLOORS[name], result
     assert result["f"] >= F_FLOORS[name], result
     assert result["objects"] == len(CASES[name]().truth_names)
+    assert result["layers"] == result["objects"], result  # one layer per object, every case
 
 
 def _run_long(root: Path, frames: int) -> subprocess.Popen:

@@ -88,6 +88,11 @@ class FilterParams:
     sim_false_positive_count: int = 2
     sim_merge: float = 0.6
     duplicate_iou: float = 0.9
+    # Stitching fragments of one object (algorithms/stitching.py; checked by StitchParams).
+    stitch_max_gap: int = 30
+    stitch_max_overlap: int = 2
+    stitch_similarity: float = 0.6
+    stitch_motion: float = 1.5
 
     def __post_init__(self) -> None:
         for name in ("sim_false_positive", "sim_merge", "duplicate_iou"):
@@ -120,6 +125,7 @@ class FilterPlan:
     kept: list[int]  # surviving layer ids, ascending
     members: dict[int, list[int]]  # kept id -> ids unioned into it (itself included), ascending
     rows: list[FilterRow] = field(default_factory=list)  # one per layer, in rule order
+    stitch_rows: list[dict[str, Any]] = field(default_factory=list)  # pairs stitching considered (stitching.py)
 
     def action_of(self, layer_id: int) -> FilterRow:
         for row in self.rows:
@@ -353,4 +359,4 @@ def apply_artist_decisions(plan: FilterPlan, drops: Sequence[int], merges: Mappi
         if r.action != KEEP:
             rows[k] = FilterRow(k, r.label, KEEP, None, "artist", "kept: target of an artist merge", r.values)
     ordered = [rows[row.layer] for row in plan.rows]
-    return FilterPlan(kept=kept, members={k: sorted(members[k]) for k in kept}, rows=ordered)
+    return FilterPlan(kept=kept, members={k: sorted(members[k]) for k in kept}, rows=ordered, stitch_rows=plan.stitch_rows)
