@@ -1164,7 +1164,9 @@ class FlowSession(TrackerSession):
         out = segment_band(self._frames[t], prior, model, radius=radius, colour_weight=tr.colour_weight,
                            motion=moving, grow=grow, iterations=tr.appearance_iterations, seed=tr.seed)
         before = max(int(prior.sum()), int(prev.sum()))
-        if grow and int(out.sum()) > max(before, tr.max_growth * keyed):
+        # An object cut by the frame edge (entering, or keyed while partly out) is bigger
+        # than its keyframe's visible area: there the keyframe bounds nothing.
+        if grow and not _touches_border(prior) and int(out.sum()) > max(before, tr.max_growth * keyed):
             # The band cut may regain what the flow lost, up to about the keyframe's
             # area; beyond, only the warp scales the mask. More means the colour spilled
             # into look-alike background (a dog on dry grass): remove only, this frame.
