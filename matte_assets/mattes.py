@@ -44,7 +44,7 @@ from .media.nuke import write_nuke_script
 from .media.scale import upscale_mask
 from .media.sequence import hash_file, read_image
 from .partitions import shots
-from .paths import project_relative
+from .paths import from_project, project_relative
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
 from .stage_data import LayersData, PlateData, frame_blocks
@@ -100,7 +100,7 @@ def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: s
     return attrs
 
 
-def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry):
+def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry, root=None):
     """Stage every frame's EXR in a hidden folder, then publish it as the next version
     (or discard it when its pixels equal an existing version's)."""
     attrs = plate.attrs
@@ -165,7 +165,8 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
         with ThreadPoolExecutor(max_workers=1) as pool:
             for index, masks in progress(_frames_in_blocks(filtered_layers, ids), "mattes", total=len(frame_numbers)):
                 frame = frame_numbers[index]
-                guide = frame_guide(attrs["files"][index], full_size) if deliver.edges == "soft" else None
+                # Plate files are stored relative to the project root (paths.py).
+                guide = frame_guide(str(from_project(root, attrs["files"][index])) if root else attrs["files"][index], full_size) if deliver.edges == "soft" else None
                 channels = matte_channels(masks, names, full_size, guide=guide, band=band)
                 pixels.update(frame, channels)
                 pending.append(pool.submit(write, index, frame, channels))
@@ -312,7 +313,8 @@ def mattes(
         version, reused, files, content = existing, True, stored["files"], stored["content_digest"]
     else:
         version, folder, files, content, reused = _write_version(
-            context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry
+            context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry,
+            root=project.project().root,
         )
 
     root = project.project().root

@@ -7,8 +7,11 @@ hair. Here the upscaled mask is refined in a narrow band around its edge with He
 al.'s colour guided filter (*Guided Image Filtering*, TPAMI 2013): inside the band the
 alpha becomes a locally linear function of the plate's colour (alpha ~ a . I + b over
 each window), so it follows the colour transition between object and background at
-full resolution; outside the band the mask is kept as it is (0 or 1). The filter needs
-box filters only (cv2.boxFilter), a few per pixel of the band's bounding box.
+full resolution; outside the band the mask is kept as it is (0 or 1). Where the alpha
+has not settled to 0 or 1 at the band's border the true edge lies beyond it (a mask
+that lags a fast object, hair reaching past it): there the band is widened and the
+refinement redone, locally. The filter needs box filters only (cv2.boxFilter), a few
+per pixel of the band's bounding box.
 
 Measured against rendered truth in benchmarks/soft_alpha.py (docs/quality.md)."""
 
@@ -93,15 +96,21 @@ def edge_band(hard: np.ndarray, band: int) -> np.ndarray:
     return cv2.dilate(m, kernel) != cv2.erode(m, kernel)
 
 
-def refine_alpha(coarse: np.ndarray, guide: np.ndarray, band: int, eps: float = GUIDED_EPS) -> np.ndarray:
-    """A full-resolution coarse alpha (H, W) in [0, 1] (the upscaled layer mask) ->
-    soft alpha: guided-filtered inside the edge band, the coarse mask's 0/1 outside.
-    Only the band's bounding box (plus the filter's reach) is filtered."""
-    coarse = np.asarray(coarse, np.float32)
-    hard = coarse >= 0.5
+# Adaptive band: where the refined alpha has not settled to the coarse mask's 0 or 1 at
+# the band's own border, the true edge lies beyond the band (a coarse mask that lags a
+# fast object, hair reaching past it); there the band is widened GROW_FACTOR times and
+# refined again, up to GROW_LEVELS times. Elsewhere the narrow band stays (a wide one
+# fits one colour model across neighbouring objects). "Settled" means within
+# SETTLE_TOLERANCE of the mask's value.
+GROW_LEVELS = 2
+GROW_FACTOR = 2
+SETTLE_TOLERANCE = 0.25
+
+
+def _refine_band(coarse: np.ndarray, hard: np.ndarray, guide: np.ndarray, band: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha guided-filtered within `band` of the edge and the mask's 0/1 elsewhere, the
+    band). Only the band's bounding box (plus the filter's reach) is filtered."""
     out = hard.astype(np.float32)
-    if band < 1 or not hard.any() or hard.all():
-        return out
     unknown = edge_band(hard, band)
     ys, xs = np.nonzero(unknown)
     h, w = coarse.shape
@@ -113,4 +122,31 @@ def refine_alpha(coarse: np.ndarray, guide: np.ndarray, band: int, eps: float = 
     crop = out[y0:y1, x0:x1]
     inside = unknown[y0:y1, x0:x1]
     crop[inside] = np.clip(q[inside], 0.0, 1.0)
+    return out, unknown
+
+
+def refine_alpha(
+    coarse: np.ndarray, guide: np.ndarray, band: int, eps: float = GUIDED_EPS, levels: int = GROW_LEVELS
+) -> np.ndarray:
+    """A full-resolution coarse alpha (H, W) in [0, 1] (the upscaled layer mask) ->
+    soft alpha: guided-filtered inside the edge band, the coarse mask's 0/1 outside.
+    The band widens locally (up to `levels` times) where the alpha has not settled at
+    its border (see GROW_LEVELS)."""
+    coarse = np.asarray(coarse, np.float32)
+    hard = coarse >= 0.5
+    if band < 1 or not hard.any() or hard.all():
+        return hard.astype(np.float32)
+    out, unknown = _refine_band(coarse, hard, guide, band, eps)
+    region = unknown
+    ring_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    for _ in range(levels):
+        border = unknown & (cv2.erode(unknown.astype(np.uint8), ring_kernel) == 0)
+        unsettled = border & region & (np.abs(out - hard) > SETTLE_TOLERANCE)
+        if not unsettled.any():
+            break
+        band *= GROW_FACTOR
+        wide, unknown = _refine_band(coarse, hard, guide, band, eps)
+        reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+        region = (cv2.dilate(unsettled.astype(np.uint8), reach) > 0) & unknown
+        out[region] = wide[region]
     return out
