@@ -41,7 +41,7 @@ CODE_VERSIONS: dict[str, str] = {
     "tracked_layers": "3",
     # 2: false-positive rule judged iteratively (ec8d3bf); 3: stitches time-disjoint fragments of one object
     "filtered_layers": "3",
-    "mattes": "3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
+    "mattes": "4",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script; 4: soft edges: band widened where unsettled + re-centring iteration
 }
 # tests/test_golden.py fails when a stage's stored results change while its entry here
 # does not; after bumping, regenerate: MATTE_UPDATE_GOLDEN=1 pytest tests/test_golden.py
