@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import ShotSettings
 from .media.sequence import discover_frames, hash_file
+from .paths import from_project, project_relative
 
 _HASH_CACHE: dict[tuple[str, int, int, int], str] = {}
 CACHE_NAME = "plate_hashes.json"
@@ -43,8 +44,9 @@ def _load(cache: Path) -> None:
         entries = json.loads(cache.read_text())
     except (OSError, ValueError):
         return  # no cache yet, or unreadable: everything is hashed again
+    root = cache.parent.parent
     for path, (size, mtime_ns, ino, sha) in entries.items() if isinstance(entries, dict) else ():
-        _HASH_CACHE.setdefault((path, size, mtime_ns, ino), sha)
+        _HASH_CACHE.setdefault((str(from_project(root, path)), size, mtime_ns, ino), sha)
 
 
 def _save(cache: Path, keys: list[tuple[str, int, int, int]]) -> None:
@@ -53,7 +55,10 @@ def _save(cache: Path, keys: list[tuple[str, int, int, int]]) -> None:
         old = old if isinstance(old, dict) else {}
     except (OSError, ValueError):
         old = {}
-    new = {**old, **{k[0]: [k[1], k[2], k[3], _HASH_CACHE[k]] for k in keys}}
+    # Plates inside the project are keyed relative to it, like every stored path (a copied
+    # project's cache names no file of the original; inodes differ there, so it re-hashes).
+    root = cache.parent.parent
+    new = {**old, **{project_relative(root, k[0]): [k[1], k[2], k[3], _HASH_CACHE[k]] for k in keys}}
     if new == old:
         return
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Two pytest workers share two cores: torch's default thread pool per worker (and per
+# `matte` subprocess) oversubscribes them and makes the tiny-model tests 10x slower.
+# Set before anything imports torch; results do not depend on the thread count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import shutil
 from pathlib import Path
 
