@@ -10,14 +10,14 @@ DEMO   ?= matte-demo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[models,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[models,dev]"
 	# timm (EdgeTAM's backbone) without its torchvision dependency: the EdgeTAM test runs
 	# it under a torchvision import stub (tests/shims); see docs/models.md.
-	$(PY) -m pip install -q --no-deps "timm>=1.0"
+	$(PY) -m pip install -q -c constraints.txt --no-deps "timm>=1.0,<2"
 	touch $@
 
 demo: setup
