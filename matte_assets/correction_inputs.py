@@ -3,9 +3,11 @@ import: the run planner needs this on every `matte run` / `matte status`)."""
 
 from __future__ import annotations
 
-# Masks, clicks and new layers re-track; drops and merges only re-filter. One file,
-# two sources, so Dagster marks exactly that stage.
-CORRECTION_STAGES = ("tracked_layers", "filtered_layers")
+from .stages.specs import SPECS, STAGE_SPECS
+
+# Derived from the stage specs: masks, clicks and new layers re-track; drops and merges
+# only re-filter. One file, one source per stage, so Dagster marks exactly that stage.
+CORRECTION_STAGES = tuple(s.name for s in STAGE_SPECS if s.corrections is not None)
 
 
 def corrections_version(project, shot_key: str, stage: str) -> str:
@@ -13,5 +15,5 @@ def corrections_version(project, shot_key: str, stage: str) -> str:
     from .corrections import load_corrections
 
     corrections = load_corrections(project, *split_shot_ref(shot_key))
-    value = corrections.tracking_digest() if stage == "tracked_layers" else corrections.filter_digest()
+    value = SPECS[stage].corrections(corrections)
     return value or "none"

@@ -12,42 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ShotSettings
-from .media.ocio_colour import plate_colour
+if TYPE_CHECKING:
+    from .config import ShotSettings
 
-STAGES = ("plate", "detections", "frame_masks", "tracked_layers", "filtered_layers", "mattes")
+from .stages.specs import SPECS, STAGE_SPECS
 
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "plate": (),
-    "detections": ("plate",),
-    "frame_masks": ("plate", "detections"),
-    "tracked_layers": ("plate", "frame_masks"),
-    "filtered_layers": ("tracked_layers",),
-    "mattes": ("plate", "filtered_layers"),
-}
-
-# Bump a stage's code version when a change to its code changes its results: every
-# stored result of that stage (and everything downstream) becomes stale.
-CODE_VERSIONS: dict[str, str] = {
-    # 2: OpenImageIO reading (layers, DPX, pixel aspect), OCIO view transform instead of a
-    # clipped sRGB OETF, downscale before colour, anamorphic plates desqueezed.
-    "plate": "2",
-    "detections": "2",  # 2: `moving` compensates exposure changes and camera motion
-    "frame_masks": "1",
-    # 2: flow tracker re-segments each frame with a colour model (issue 8), edge slivers dropped;
-    # 3: stores per-layer track/colour summaries for stitching
-    "tracked_layers": "3",
-    # 2: false-positive rule judged iteratively (ec8d3bf); 3: stitches time-disjoint fragments of one object
-    "filtered_layers": "3",
-    "mattes": "3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
-}
-# tests/test_golden.py fails when a stage's stored results change while its entry here
-# does not; after bumping, regenerate: MATTE_UPDATE_GOLDEN=1 pytest tests/test_golden.py
-
+# Derived from the one declaration per stage (matte_assets/stages/specs.py).
+STAGES = tuple(s.name for s in STAGE_SPECS)
+UPSTREAM: dict[str, tuple[str, ...]] = {s.name: s.upstream for s in STAGE_SPECS}
+# Bump a stage's code version in its spec when a change to its code changes its results.
+CODE_VERSIONS: dict[str, str] = {s.name: s.code_version for s in STAGE_SPECS}
 # Which backend role's identity is part of a stage's settings.
-BACKEND_ROLE = {"detections": "detector", "frame_masks": "segmenter", "tracked_layers": "tracker"}
+BACKEND_ROLE = {s.name: s.backend_role for s in STAGE_SPECS if s.backend_role}
 
 
 def canonical_json(value: Any) -> str:
@@ -60,26 +38,12 @@ def digest(value: Any, length: int = 16) -> str:
 
 def stage_settings(settings: ShotSettings, stage: str, backend_identity: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings that enter `stage`, as plain data (what is hashed and recorded)."""
-    if stage == "plate":
-        return {
-            "max_side": settings.plate.max_side,
-            "frames": settings.plate.frames,
-            "colour": plate_colour(settings).identity(),
-            **({"layer": settings.plate.layer} if settings.plate.layer else {}),
-        }
-    if stage == "detections":
-        out: dict[str, Any] = {"labels": settings.labels, **settings.detect.model_dump()}
-    elif stage == "frame_masks":
-        out = {}
-    elif stage == "tracked_layers":
-        out = settings.track.model_dump()
-    elif stage == "filtered_layers":
-        return settings.filter.model_dump()
-    elif stage == "mattes":
-        return {**settings.deliver.model_dump(), "naming": "<SHOT>_matte_v<NNN>.<FRAME>.exr"}
-    else:
+    if stage not in SPECS:
         raise KeyError(stage)
-    out["backend"] = dict(backend_identity or {})
+    spec = SPECS[stage]
+    out = dict(spec.settings(settings))
+    if spec.backend_role:
+        out["backend"] = dict(backend_identity or {})
     return out
 
 

@@ -164,11 +164,9 @@ def register_shot(instance: dg.DagsterInstance, show: str, shot: str) -> None:
 
 
 def _downstream(stage: str) -> list[str]:
-    out = [stage]
-    for s in STAGES:
-        if any(up in out for up in UPSTREAM[s]) and s not in out:
-            out.append(s)
-    return out
+    from .stages.specs import downstream
+
+    return downstream(stage)
 
 
 def _source_value(project: Project, settings, key: str, source: dg.AssetKey) -> str:
