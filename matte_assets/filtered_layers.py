@@ -20,7 +20,6 @@ from .algorithms.layer_filter import (
     KEEP,
     MERGE,
     FilterPlan,
-    FilterParams,
     FilterRow,
     OverlapAccumulator,
     OverlapStats,
@@ -36,6 +35,7 @@ from .layer_stats import load_layer_summaries
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
 from .pictures import metadata_pictures, pictures_metadata_from
+from .settings import FilterSettings
 from .sources import corrections_key, settings_key
 from .stage_data import LayerMaskWriter, LayersData, frame_blocks, write_table
 from .stage_run import StageResult, StageRun, progress
@@ -76,7 +76,7 @@ def filtered_layers(
     record["lineage"]["filtered_layers"]["corrections"] = corrections.filter_entries()
     try:
         plan = decide_with_corrections(
-            tracked_layers, FilterParams(**run.settings.filter.model_dump()), corrections.drops(), corrections.merges()
+            tracked_layers, run.settings.filter, corrections.drops(), corrections.merges()
         )
     except ValueError as exc:
         raise CorrectionError(f"{corrections.path}: {exc}") from None
@@ -210,7 +210,7 @@ def _pictures(run, record, staged, layers: LayersData, title: str) -> dict:
 
 
 def decide_with_corrections(
-    tracked: LayersData, params: FilterParams, drops: Sequence[int] = (), merges: dict[int, int] | None = None
+    tracked: LayersData, params: FilterSettings, drops: Sequence[int] = (), merges: dict[int, int] | None = None
 ):
     """The stage's decisions: artist drops leave before the rules, merges override
     them after. `matte sweep` calls this too, so a sweep point is what the stage does."""
@@ -218,7 +218,7 @@ def decide_with_corrections(
     return apply_artist_decisions(plan, [], merges) if merges else plan
 
 
-def filter_layers(tracked: LayersData, params: FilterParams, dropped: Sequence[int] = ()):
+def filter_layers(tracked: LayersData, params: FilterSettings, dropped: Sequence[int] = ()):
     """The filter decisions from the whole-shot overlaps stored with the tracked layers
     (computed here in one streaming pass for results stored without them).
 
@@ -249,7 +249,7 @@ def filter_layers(tracked: LayersData, params: FilterParams, dropped: Sequence[i
     return plan
 
 
-def stitch_fragments(tracked: LayersData, plan: FilterPlan, params: FilterParams) -> FilterPlan:
+def stitch_fragments(tracked: LayersData, plan: FilterPlan, params: FilterSettings) -> FilterPlan:
     """Join kept layers that are time-disjoint fragments of one object
     (`algorithms.stitching`): each stitched layer (with its members) merges into its
     chain's first fragment, recorded as rule `stitch` with the pair's numbers; every

@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .algorithms.layer_filter import FilterParams, FilterPlan, merge_frame
+from .algorithms.layer_filter import FilterPlan, merge_frame
 from .algorithms.metrics import DAVIS_BOUND_TH, QualityAccumulator, QualityResult
-from .config import FilterSettings
+from .settings import FilterSettings
 from .errors import ConfigError, MatteError
 from .stage_data import LayersData, frame_blocks
 
@@ -33,7 +33,7 @@ FILTER_PREFIX = "filter."
 
 def parse_sets(items: list[str]) -> dict[str, list[Any]]:
     """`filter.KEY=v1,v2,...` (repeatable) -> {KEY: [values]} validated against the filter
-    settings (`config.FilterSettings`): unknown keys and bad values are errors naming
+    settings (`settings.FilterSettings`): unknown keys and bad values are errors naming
     the key. Values keep the given order; duplicates are dropped."""
     if not items:
         raise ConfigError("--set: give at least one filter.KEY=v1,v2,... to sweep")
@@ -177,7 +177,7 @@ def run_sweep(
         t0 = time.perf_counter()
         # As the filtered_layers stage: artist drops leave before the rules, merges after.
         try:
-            plan = decide_with_corrections(tracked, FilterParams(**settings), drops, merges)
+            plan = decide_with_corrections(tracked, FilterSettings(**settings), drops, merges)
         except ValueError as exc:
             raise MatteError(f"artist corrections: {exc}") from None
         decide_ms = 1000 * (time.perf_counter() - t0)

@@ -23,7 +23,6 @@ from .algorithms.layer_filter import OverlapAccumulator
 from .algorithms.tracking import (
     LayerRecord,
     PromptedLayer,
-    TrackingParams,
     correction_reach,
     track_from_prompts,
     track_shot,
@@ -161,7 +160,7 @@ def tracked_layers(
 
     width, height = plate.size
     sink = LayerMaskWriter(staged.group, plate.n_frames, height, width)
-    params = TrackingParams(**run.settings.track.model_dump())
+    params = run.settings.track
     digests = corrections.layer_digests()
     prev_digests: dict[int, str] = {}
     if previous is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matte_assets.algorithms.layer_filter import FilterParams
+from matte_assets.settings import FilterSettings
 from matte_assets.config import Project
 from matte_assets.errors import ConfigError, MatteError
 from matte_assets.sweep import grid_points, parse_sets, run_sweep
@@ -111,7 +111,7 @@ def test_sweep_applies_artist_drops_like_the_stage(ran_project: Path) -> None:
     dropped = [tracked.layer_ids[0]]
     result = run_sweep(tracked, base, {"sim_merge": [0.5, 0.7]}, artist=(dropped, {}))
     for row in result.rows:
-        plan = filter_layers(tracked, FilterParams(**row.settings), dropped)
+        plan = filter_layers(tracked, FilterSettings(**row.settings), dropped)
         assert row.kept == len(plan.kept) and all(f"({dropped[0]})" not in k for k in row.kept_layers)
     with pytest.raises(MatteError, match="artist corrections: cannot drop layer"):
         run_sweep(tracked, base, {"sim_merge": [0.5]}, artist=([999], {}))
