@@ -39,9 +39,9 @@ class CheckOutcome:
 
 
 def _store(project: Project):
-    from io_managers.zarr_store import ZarrStore
+    from .shot import project_store
 
-    return ZarrStore(project.store_url, project_root=str(project.root))
+    return project_store(project)
 
 
 def frame_count(project: Project, key: str) -> CheckOutcome:

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from .config import Project, add_shot, find_project_root, init_project, split_shot_ref, validate_name
+from .config import Project, add_shot, find_project_root, init_project, partition_key, split_shot_ref, validate_name
 from .errors import MatteError
 from .lineage import STAGES
 from .roto import parse_roto
@@ -102,12 +102,10 @@ def shot_add(
 
 def _tracked_ids(proj: Project, show: str, shot: str) -> set[int]:
     """Tracked-layer ids of the shot's current result (none before its first run)."""
-    from io_managers.readers import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import Shot
 
-    store = ZarrStore(proj.store_url)
-    key = f"{show}__{shot}"
-    return set(open_stage(store, key, "tracked_layers").layer_ids) if store.head(key, "tracked_layers") else set()
+    handle = Shot(proj, show, shot)
+    return set(handle.open("tracked_layers").layer_ids) if handle.head("tracked_layers") else set()
 
 
 @shot_app.command("remove")
@@ -151,13 +149,14 @@ def run(
 
 
 def _delivery(proj: Project, show: str, shot: str) -> dict | None:
-    from io_managers.zarr_store import ZarrStore
 
     from .errors import StoreError
     from .verify import delivery_problems
 
-    store = ZarrStore(proj.store_url, project_root=str(proj.root))
-    key = f"{show}__{shot}"
+    from .shot import Shot
+
+    handle = Shot(proj, show, shot)
+    store, key = handle.store, handle.key
     try:
         head = store.head(key, "mattes")
         if head is None or store.check_version(key, "mattes", head["version"]):
@@ -193,7 +192,7 @@ def status(
         _out(f"latest delivery: {head['folder']}")
         from .checks import check_mattes
 
-        for check in check_mattes(proj, f"{show}__{shot}"):
+        for check in check_mattes(proj, partition_key(show, shot)):
             _out(f"  check {check.name:<15} {'passed' if check.passed else 'FAILED'}  ({check.detail})")
         for name, path in find_pictures(Path(head["folder"])).items():
             _out(f"  {name.replace('_', ' ')}: {path}")

@@ -57,14 +57,10 @@ def register(app: typer.Typer) -> None:
         _out(f"report: {paths['report']}")
 
 
-def _shot_key(show: str, shot: str) -> str:
-    return f"{show}__{shot}"
-
-
 def evaluate_shot(proj: Any, show: str, shot: str, truth: Path, *, stage: str = "mattes", version: int | None = None):
     """The `EvalReport` of a shot's delivery (default: the current one) or stored layers."""
     from io_managers.zarr_io_manager import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import Shot
 
     from .evaluation import evaluate_delivery, evaluate_layers
     from .media.delivery import read_manifest, version_name
@@ -74,8 +70,8 @@ def evaluate_shot(proj: Any, show: str, shot: str, truth: Path, *, stage: str = 
     if version is not None and stage != "mattes":
         raise MatteError("--version selects a delivered version; it only applies to --stage mattes")
     proj.shot(show, shot)  # an unknown show or shot fails here, naming the show file
-    store = ZarrStore(proj.store_url)
-    key = _shot_key(show, shot)
+    handle = Shot(proj, show, shot)
+    store, key = handle.store, handle.key
     if stage == "mattes":
         if version is not None:
             folder = proj.deliveries / show / shot / version_name(version)
@@ -110,14 +106,14 @@ def sweep_shot(proj: Any, show: str, shot: str, sets: list[str], *, truth: Path 
     """Parse `--set`s, run the sweep on the stored tracked layers, write the report.
     Returns (SweepResult, {plot, report, json: path})."""
     from io_managers.zarr_io_manager import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import Shot
 
     from .sweep import default_out, parse_sets, run_sweep, write_report
 
     grid = parse_sets(sets)
     settings = proj.shot(show, shot)
-    store = ZarrStore(proj.store_url)
-    key = _shot_key(show, shot)
+    handle = Shot(proj, show, shot)
+    store, key = handle.store, handle.key
     if store.head(key, "tracked_layers") is None:
         raise MatteError(f"{show}/{shot}: no tracked layers stored (run `matte run {show}/{shot}` first)")
     tracked = open_stage(store, key, "tracked_layers")

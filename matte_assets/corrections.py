@@ -284,7 +284,7 @@ def record_correction(
     """Validate a correction against the stored shot and append it to the corrections
     file. Anything invalid raises before the file is touched."""
     from io_managers.zarr_io_manager import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import project_store
     from resources import registry
     from resources.backends import PointPrompt
 
@@ -294,7 +294,7 @@ def record_correction(
     actions = [bool(add or remove), mask is not None and not new_layer, drop, merge_into is not None, new_layer]
     if sum(actions) != 1:
         raise CorrectionError("give exactly one of --add/--remove, --mask, --drop, --merge-into, --new-layer")
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     key = partition_key(show, shot)
     if store.head(key, "tracked_layers") is None:
         # Before any run only roto keyframes make sense: a new layer, or another

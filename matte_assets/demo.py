@@ -55,10 +55,9 @@ def run_demo(out: Path, n_frames: int = 48, width: int = 1280, height: int = 720
     add_shot(project, SHOW, SHOT, str(Path(pattern).relative_to(out)), "moving")
 
     states = run_shot(project, SHOW, SHOT, echo=echo)
-    from io_managers.zarr_io_manager import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import Shot
 
-    manifest = open_stage(ZarrStore(project.store_url), f"{SHOW}__{SHOT}", "mattes")
+    manifest = Shot(project, SHOW, SHOT).open("mattes")
     files = [(f["frame"], Path(f["path"])) for f in manifest["files"]]
     result, objects, layers = score_delivery(files, out / "plates" / SHOW / SHOT / "truth")
     echo(f"delivered: {manifest['folder']}")

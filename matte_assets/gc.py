@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from io_managers.zarr_store import ZarrStore
+from .shot import project_store
 
 from .config import Project, partition_key
 from .lineage import STAGES
@@ -47,7 +47,7 @@ def _delivered_references(shot_dir: Path) -> tuple[dict[str, set[str]], dict[str
 
 
 def collect_garbage(project: Project, shots: list[tuple[str, str]], dry_run: bool = False) -> list[Removal]:
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     removed: list[Removal] = []
     for show, shot in shots:
         key = partition_key(show, shot)

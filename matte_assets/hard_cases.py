@@ -229,8 +229,7 @@ def run_case(
     """Build case `name` as a project at `root`, run the pipeline, score the delivery.
     `n_frames` and `scale` resize the long shot (the memory figure); other cases have a
     fixed story."""
-    from io_managers.zarr_io_manager import open_stage
-    from io_managers.zarr_store import ZarrStore
+    from .shot import Shot
 
     from .evaluation import evaluate_delivery
     from .runner import run_shot
@@ -247,11 +246,10 @@ def run_case(
     started = time.perf_counter()
     states = run_shot(project, SHOW, SHOT, echo=lambda line: None)
     seconds = time.perf_counter() - started
-    store = ZarrStore(project.store_url)
-    key = f"{SHOW}__{SHOT}"
-    manifest = open_stage(store, key, "mattes")
+    handle = Shot(project, SHOW, SHOT)
+    manifest = handle.open("mattes")
     report = evaluate_delivery([(f["frame"], Path(f["path"])) for f in manifest["files"]], truth)
-    tracked = open_stage(store, key, "tracked_layers")
+    tracked = handle.open("tracked_layers")
     data = report.as_dict()
     return {
         "case": name,

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .config import partition_key
 from .errors import MatteError
 from .lineage import STAGES
 from .mattes import HEADER_PREFIX
@@ -84,7 +85,7 @@ def check_with_dagster(info: dict[str, Any], instance: Any) -> dict[str, Any]:
     each stage must have a materialisation of that shot with that data version."""
     import dagster as dg
 
-    key = f"{info.get('show')}__{info.get('shot')}"
+    key = partition_key(str(info.get("show")), str(info.get("shot")))
     stages: dict[str, str] = {}
     ok = True
     for stage, version in (info.get("data_versions") or {}).items():

@@ -33,6 +33,7 @@ from .lineage import (
     stage_settings,
 )
 from .plate_files import cache_file, hash_plate_files
+from .shot import project_store
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -98,7 +99,7 @@ def plan_shot(project: Project, show: str, shot: str) -> list[StageState]:
     from resources import registry
 
     settings = project.shot(show, shot)
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     key = partition_key(show, shot)
     files = hash_plate_files(settings, cache=cache_file(project))
     states: dict[str, StageState] = {}
@@ -304,7 +305,7 @@ def _run_locked(project: Project, show: str, shot: str, from_stage: str | None, 
         if not result.success:
             raise _user_error(result) or MatteError(f"run {result.run_id} of {key} failed")
 
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     for state in plan:
         ran = state.stage in selected
         head = store.head(key, state.stage) or {}

@@ -27,9 +27,9 @@ def remove_shot(project: Project, show: str, shot: str, deliveries: bool = False
     os.replace(tmp, path)  # the entry goes first: a half-finished removal leaves no live shot
     removed.append(f"shots.{shot} from {path}")
 
-    from io_managers.zarr_store import ZarrStore
+    from .shot import project_store
 
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     location = store.stage_location(partition_key(show, shot), "x").rsplit("/", 1)[0]
     fs_path = store._fs_path(location)
     if store.fs.exists(fs_path):

@@ -66,7 +66,7 @@ class VerifyReport:
 
 def verify_shot(project: Any, show: str, shot: str, report: VerifyReport) -> None:
     """Full check of one shot's store and deliveries, appended to `report`."""
-    from io_managers.zarr_store import ZarrStore
+    from .shot import project_store
 
     from .config import partition_key
     from .lineage import STAGES, plate_files_version
@@ -75,7 +75,7 @@ def verify_shot(project: Any, show: str, shot: str, report: VerifyReport) -> Non
     from .runner import stored_problems
 
     settings = project.shot(show, shot)
-    store = ZarrStore(project.store_url)
+    store = project_store(project)
     key = partition_key(show, shot)
     for stage in STAGES:
         try:

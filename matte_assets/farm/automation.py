@@ -44,13 +44,13 @@ def refuse_if_running(instance: dg.DagsterInstance, key: str) -> None:
 
 
 def stale_shot_requests(project, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    from io_managers.zarr_store import ZarrStore
+    from ..shot import project_store
 
     from ..lineage import digest
     from ..runner import plan_shot
     from .submit import stage_selection
 
-    store = ZarrStore(project.store_url, project_root=str(project.root))
+    store = project_store(project)
     requests = []
     for show, shot in project.all_shots():
         key = partition_key(show, shot)
