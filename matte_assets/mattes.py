@@ -31,7 +31,7 @@ from .config import split_shot_ref
 from .layer_names import assign_names, load_registry
 from .media import cryptomatte
 from .farm.tags import stage_execution
-from .lineage import CODE_VERSIONS, canonical_json, digest, stage_settings
+from .lineage import CODE_VERSIONS, digest, stage_settings
 from .media.delivery import (
     ContentDigest,
     VersionWriter,
@@ -47,11 +47,9 @@ from .partitions import shots
 from .paths import project_relative
 from .pictures import find_pictures, picture_stem, write_pictures
 from .sources import settings_key
+from .provenance import header_attributes
 from .stage_data import LayersData, PlateData, frame_blocks
 from .stage_run import StageResult, StageRun, progress
-
-HEADER_PREFIX = "matte/"
-
 
 def matte_channels(
     masks: np.ndarray, names: list[str], size: tuple[int, int], *, guide: np.ndarray | None = None, band: int = 0
@@ -89,15 +87,6 @@ def frame_guide(plate_file: str, size: tuple[int, int]) -> np.ndarray:
 
         raise PlateError(f"{plate_file}: is {pixels.shape[1]}x{pixels.shape[0]}, the plate was {size[0]}x{size[1]} when staged")
     return guide_image(pixels, getattr(image, "linear", True))
-
-
-def provenance(common: dict[str, Any], frame: int, plate_file: str, plate_sha: str) -> dict[str, str]:
-    """EXR header attributes: enough to audit the file without the Dagster instance."""
-    attrs = {f"{HEADER_PREFIX}{k}": v if isinstance(v, str) else canonical_json(v) for k, v in common.items()}
-    attrs[f"{HEADER_PREFIX}frame"] = str(frame)
-    attrs[f"{HEADER_PREFIX}plate_file"] = plate_file
-    attrs[f"{HEADER_PREFIX}plate_sha256"] = plate_sha
-    return attrs
 
 
 def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, names, ids, record, content_key, registry):
@@ -151,7 +140,7 @@ def _write_version(context, run, plate, filtered_layers, shot_dir, show, shot, n
                 data_window=tuple(original["data_window"]),
                 display_window=tuple(original["display_window"]),
                 compression=deliver.compression,
-                attributes={**provenance(common, frame, attrs["files"][index], attrs["sha256"][index]), **crypto_attrs},
+                attributes={**header_attributes(common, frame, attrs["files"][index], attrs["sha256"][index]), **crypto_attrs},
                 channel_types=types,
                 pixel_aspect_ratio=attrs.get("pixel_aspect_ratio"),
                 chromaticities=attrs.get("chromaticities"),

@@ -1,4 +1,5 @@
-"""Provenance of a delivered EXR, from its header alone (no Dagster instance needed)."""
+"""Provenance of a delivered EXR, from its header alone (no Dagster instance needed):
+what the `mattes` stage writes into each header and how it is read back."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from typing import Any
 
 from .config import partition_key
 from .errors import MatteError
-from .lineage import STAGES
-from .mattes import HEADER_PREFIX
+from .lineage import STAGES, canonical_json
 from .media.exr import read_exr_header
+
+HEADER_PREFIX = "matte/"
+
+
+def header_attributes(common: dict[str, Any], frame: int, plate_file: str, plate_sha: str) -> dict[str, str]:
+    """EXR header attributes: enough to audit the file without the Dagster instance."""
+    attrs = {f"{HEADER_PREFIX}{k}": v if isinstance(v, str) else canonical_json(v) for k, v in common.items()}
+    attrs[f"{HEADER_PREFIX}frame"] = str(frame)
+    attrs[f"{HEADER_PREFIX}plate_file"] = plate_file
+    attrs[f"{HEADER_PREFIX}plate_sha256"] = plate_sha
+    return attrs
 
 
 def read_provenance(path: Path) -> dict[str, Any]:

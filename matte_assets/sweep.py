@@ -162,7 +162,7 @@ def run_sweep(
     """Decide every grid point's plan on `tracked` (with the artist's drops and merges,
     `artist` = (drops, {layer: into}), as the stage applies them) and, given a truth,
     score every distinct plan in one pass."""
-    from .filtered_layers import decide_with_corrections, layer_names
+    from .filter_plan import decide_with_corrections, layer_names
 
     points = grid_points(base, grid)
     ids = tracked.layer_ids

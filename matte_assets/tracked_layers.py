@@ -9,125 +9,39 @@ they name (`algorithms.tracking.track_from_prompts`): when the current stored ve
 was made from the same plate, frame masks and settings, every other layer is copied
 from it chunk for chunk instead of being tracked again."""
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 from dagster import AssetExecutionContext
 
-from io_managers.zarr_store import ZarrStore
 from resources.project import BackendsResource, ProjectResource
 
 from .algorithms.layer_filter import OverlapAccumulator
-from .algorithms.tracking import (
-    LayerRecord,
-    PromptedLayer,
-    correction_reach,
-    track_from_prompts,
-    track_shot,
-)
-from .corrections import CorrectionError, Corrections, load_corrections
-from .errors import StoreError
+from .algorithms.tracking import correction_reach, track_from_prompts, track_shot
+from .corrections import load_corrections
 from .farm.tags import stage_execution
 from .layer_stats import store_layer_summaries
 from .lineage import CODE_VERSIONS, stage_settings
 from .partitions import shots
+from .retrack_plan import (
+    automatic_prompts,
+    only_added,
+    previous_prompts,
+    prompted_layers,
+    records_from,
+    reusable_previous,
+)
 from .roto import check_roto_shot
 from .sources import corrections_key, settings_key
 from .stage_data import (
     FrameMasksData,
     LayerMaskWriter,
-    LayersData,
     PlateData,
     frame_blocks,
     write_table,
 )
 from .stage_run import StageResult, StageRun, progress_counter
-
-
-def reusable_previous(store: ZarrStore, shot_key: str, record: dict[str, Any]) -> LayersData | None:
-    """The current tracked version, if it was made from the same inputs and settings
-    (corrections aside): its uncorrected layers can be copied instead of re-tracked."""
-    from io_managers.zarr_io_manager import open_stage
-
-    try:
-        head = store.head(shot_key, "tracked_layers")
-    except StoreError:  # corrupt HEAD.json: nothing to reuse
-        return None
-    if head is None or head.get("settings") != record["settings"]:
-        return None
-    strip = lambda inputs: {k: v for k, v in inputs.items() if k != "corrections"}  # noqa: E731
-    if strip(head.get("inputs", {})) != strip(record["inputs"]):
-        return None
-    try:
-        return open_stage(store, shot_key, "tracked_layers")
-    except StoreError:  # a damaged current version is recomputed, never copied from
-        return None
-
-
-def _records_from(layers: LayersData) -> dict[int, LayerRecord]:
-    t = layers.table
-    out = {}
-    for k, lid in enumerate(layers.layer_ids):
-        first, last = int(t["first_frame"][k]), int(t["last_frame"][k])
-        out[lid] = LayerRecord(lid, t["label"][k], None if first < 0 else first, None if last < 0 else last,
-                               [], t["origin"][k])
-    return out
-
-
-def previous_prompts(previous: LayersData) -> dict[int, dict[int, str]]:
-    """The artist prompts a stored tracked version was made with."""
-    return Corrections(Path(), list(previous.group.attrs.get("corrections", []))).layer_prompts()
-
-
-def _only_added(before: dict[int, dict[int, str]], now: dict[int, dict[int, str]]) -> bool:
-    return all(set(frames.items()) <= set(now.get(lid, {}).items()) for lid, frames in before.items())
-
-
-def automatic_prompts(decisions: list[dict[str, Any]], layer_id: int) -> dict[int, int]:
-    """{frame index: per-frame mask index} where automatic tracking prompted the layer
-    (its first detection and every re-prompt), from the stored identity decisions."""
-    out: dict[int, int] = {}
-    for row in decisions:
-        if row.get("object_id") == layer_id and row.get("action") in ("new", "reprompt") and row.get("phase") != "correction":
-            out[int(row["frame"])] = int(row["mask_index"])
-    return out
-
-
-def _prompted_layers(
-    corrections: Corrections,
-    plate: PlateData,
-    frame_masks: FrameMasksData,
-    labels: dict[int, str],
-    decisions: list[dict[str, Any]],
-    ids: set[int],
-) -> list[PromptedLayer]:
-    """Each corrected layer with all its prompts: the automatic ones it was tracked
-    from, plus the artist's masks (which win on the same frame). An artist's mask is
-    one more prompt, as in SAM2's memory, not a replacement of the whole layer: frames
-    the artist did not reach keep their automatic anchoring."""
-    numbers = plate.frame_numbers
-    new = corrections.new_layers()
-    layers = []
-    for lid, prompts in sorted(corrections.layer_prompts().items()):
-        if lid not in ids:
-            continue
-        if lid not in labels and lid not in new:
-            raise CorrectionError(f"{corrections.path}: layer {lid} does not exist (tracked layers: {sorted(labels)})")
-        masks = {}
-        if lid not in new:
-            for index, row in automatic_prompts(decisions, lid).items():
-                masks[index] = frame_masks.masks_at(index)[0][row]
-        artist = set()
-        for frame, name in prompts.items():
-            if frame not in numbers:
-                raise CorrectionError(f"{corrections.path}: frame {frame} is not in the plate ({numbers[0]}-{numbers[-1]})")
-            masks[numbers.index(frame)] = corrections.load_mask(name, plate.size)
-            artist.add(numbers.index(frame))
-        origin = "artist" if lid in new else "correction"
-        layers.append(PromptedLayer(lid, new.get(lid) or labels[lid], masks, frozenset(artist), origin))
-    return layers
 
 
 @dg.asset(
@@ -174,14 +88,14 @@ def tracked_layers(
         previous is not None
         and not forced
         and bool(corrections.tracking_entries())
-        and _only_added(previous_prompts(previous), corrections.layer_prompts())
+        and only_added(previous_prompts(previous), corrections.layer_prompts())
     )
 
     decisions: list[dict[str, Any]] = []
     calls: dict[str, int] = {}
     if partial:
         assert previous is not None
-        records = _records_from(previous)
+        records = records_from(previous)
         retrack = {lid for lid, d in digests.items() if prev_digests.get(lid, "") != d}
         for lid in previous.layer_ids:
             # Every layer is copied, corrected ones too: only the reach of their
@@ -201,7 +115,7 @@ def tracked_layers(
         calls = dict(result.tracker_calls)
 
     labels = {lid: rec.label for lid, rec in records.items()}
-    prompted = _prompted_layers(corrections, plate, frame_masks, labels, decisions, retrack)
+    prompted = prompted_layers(corrections, plate, frame_masks, labels, decisions, retrack)
     if prompted:
         for layer in prompted:
             for lo, hi in correction_reach(sorted(layer.prompts), layer.artist, plate.n_frames).values():

@@ -104,7 +104,7 @@ def test_sweep_command_writes_plot_and_report_and_runs_no_model_stage(
 
 
 def test_sweep_applies_artist_drops_like_the_stage(ran_project: Path) -> None:
-    from matte_assets.filtered_layers import filter_layers
+    from matte_assets.filter_plan import filter_layers
 
     tracked = _stored(ran_project, "tracked_layers")
     base = Project(ran_project).shot(SHOW, SHOT).filter.model_dump()
