@@ -15,7 +15,7 @@ import dagster as dg
 from upath import UPath
 
 from matte_assets.config import Project, split_shot_ref
-from matte_assets.shot import project_store
+from matte_assets.shots.shot import project_store
 
 from .readers import open_stage  # noqa: F401  (re-exported: readers need no Dagster)
 from .zarr_store import ZarrStore

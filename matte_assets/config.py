@@ -71,7 +71,7 @@ class ColourSettings(_Strict):
 
 
 class CheckSettings(_Strict):
-    """Asset checks on the delivered mattes (matte_assets/checks.py); not an input of any
+    """Asset checks on the delivered mattes (matte_assets/stages/checks.py); not an input of any
     stage, so changing them reruns nothing."""
 
     min_mask_quality: float = Field(0.5, ge=0.0, le=1.0)  # mean segmenter quality of the kept masks

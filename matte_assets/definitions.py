@@ -11,10 +11,10 @@ from io_managers.zarr_io_manager import ZarrIOManagerFactory
 from resources.project import BackendsResource, ProjectResource
 
 from .config import find_project_root
-from .checks import MATTES_CHECKS
+from .stages.checks import MATTES_CHECKS
 from .farm.automation import stale_shots_sensor
 from .farm.executors import executor_from_env
-from .sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
+from .stages.sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
 from .stages.specs import load_assets
 
 # Derived from the stage specs (graph order).

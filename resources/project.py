@@ -6,7 +6,7 @@ import dagster as dg
 
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project, ShotSettings, split_shot_ref
-from matte_assets.shot import project_store
+from matte_assets.shots.shot import project_store
 
 from . import registry
 from .backends import Detector, Segmenter, Tracker

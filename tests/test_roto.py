@@ -13,10 +13,10 @@ import yaml
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
-from matte_assets.corrections import corrections_path, load_corrections
+from matte_assets.shots.corrections import corrections_path, load_corrections
 from matte_assets.errors import ConfigError
-from matte_assets.evaluation import score_delivery
-from matte_assets.runner import run_shot
+from matte_assets.tuning.evaluation import score_delivery
+from matte_assets.shots.runner import run_shot
 
 from .conftest import SHOT, SHOW, make_project
 

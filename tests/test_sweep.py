@@ -11,7 +11,7 @@ import pytest
 from matte_assets.settings import FilterSettings
 from matte_assets.config import Project
 from matte_assets.errors import ConfigError, MatteError
-from matte_assets.sweep import grid_points, parse_sets, run_sweep
+from matte_assets.tuning.sweep import grid_points, parse_sets, run_sweep
 
 from .conftest import SHOT, SHOW
 
@@ -46,7 +46,7 @@ def test_parse_sets_validates_against_the_filter_settings() -> None:
 
 
 def test_sweep_points_agree_with_the_filter_stage(ran_project: Path) -> None:
-    from matte_assets.evaluation import evaluate_layers
+    from matte_assets.tuning.evaluation import evaluate_layers
 
     tracked = _stored(ran_project, "tracked_layers")
     plate = _stored(ran_project, "plate")
@@ -72,8 +72,8 @@ def test_sweep_command_writes_plot_and_report_and_runs_no_model_stage(
 ) -> None:
     from io_managers.zarr_store import ZarrStore
     from matte_assets import cli
-    from matte_assets.cli_tuning import register
-    from matte_assets.lineage import STAGES
+    from matte_assets.cli.tuning import register
+    from matte_assets.shots.lineage import STAGES
 
     if not any(c.name == "sweep" for c in cli.app.registered_commands):
         register(cli.app)
@@ -104,7 +104,7 @@ def test_sweep_command_writes_plot_and_report_and_runs_no_model_stage(
 
 
 def test_sweep_applies_artist_drops_like_the_stage(ran_project: Path) -> None:
-    from matte_assets.filter_plan import filter_layers
+    from matte_assets.stages.filter_plan import filter_layers
 
     tracked = _stored(ran_project, "tracked_layers")
     base = Project(ran_project).shot(SHOW, SHOT).filter.model_dump()
@@ -121,7 +121,7 @@ def _built_layers(masks: list[np.ndarray], labels: list[str]):
     """LayersData over an in-memory group: one frame, the given masks."""
     import zarr
 
-    from matte_assets.stage_data import LayersData, create_mask_array, write_table
+    from matte_assets.stages.stage_data import LayersData, create_mask_array, write_table
 
     group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     h, w = masks[0].shape

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..config import ShotSettings
-    from ..corrections import Corrections
+    from ..shots.corrections import Corrections
 
 
 @dataclass(frozen=True)
@@ -63,32 +63,32 @@ def _mattes_settings(settings: "ShotSettings") -> dict[str, Any]:
 
 
 def _read_plate(group, record, store):
-    from ..stage_data import PlateData
+    from .stage_data import PlateData
 
     return PlateData(group, record)
 
 
 def _read_detections(group, record, store):
-    from ..stage_data import DetectionTable, read_table
+    from .stage_data import DetectionTable, read_table
 
     # Detectors that segment as they detect (SAM 3) store one mask per row beside the table.
     return DetectionTable(read_table(group, "table"), record, masks=group["masks"] if "masks" in group else None)
 
 
 def _read_frame_masks(group, record, store):
-    from ..stage_data import FrameMasksData
+    from .stage_data import FrameMasksData
 
     return FrameMasksData(group, record)
 
 
 def _read_layers(group, record, store):
-    from ..stage_data import LayersData
+    from .stage_data import LayersData
 
     return LayersData(group, record)
 
 
 def _read_mattes(group, record, store):
-    from ..paths import project_root_of_store, resolve_manifest
+    from ..shots.paths import project_root_of_store, resolve_manifest
 
     # Manifest paths are stored relative to the project (a copied project reads its own files).
     root = store.project_root or project_root_of_store(store.url)
@@ -106,7 +106,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="2",
         settings=_plate_settings,
         reader=_read_plate,
-        asset="matte_assets.plate:plate",
+        asset="matte_assets.stages.plate:plate",
     ),
     StageSpec(
         "detections",
@@ -114,7 +114,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="2",  # 2: `moving` compensates exposure changes and camera motion
         settings=_detections_settings,
         reader=_read_detections,
-        asset="matte_assets.detections:detections",
+        asset="matte_assets.stages.detections:detections",
         backend_role="detector",
     ),
     StageSpec(
@@ -123,7 +123,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="1",
         settings=lambda settings: {},
         reader=_read_frame_masks,
-        asset="matte_assets.frame_masks:frame_masks",
+        asset="matte_assets.stages.frame_masks:frame_masks",
         backend_role="segmenter",
     ),
     StageSpec(
@@ -134,7 +134,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="3",
         settings=lambda settings: settings.track.model_dump(),
         reader=_read_layers,
-        asset="matte_assets.tracked_layers:tracked_layers",
+        asset="matte_assets.stages.tracked_layers:tracked_layers",
         backend_role="tracker",
         # Masks, clicks and new layers re-track.
         corrections=lambda corrections: corrections.tracking_digest(),
@@ -146,7 +146,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="3",
         settings=lambda settings: settings.filter.model_dump(),
         reader=_read_layers,
-        asset="matte_assets.filtered_layers:filtered_layers",
+        asset="matte_assets.stages.filtered_layers:filtered_layers",
         # Drops and merges only re-filter.
         corrections=lambda corrections: corrections.filter_digest(),
     ),
@@ -156,7 +156,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         code_version="3",  # 2: contact sheet + preview in each version (55f0138); 3: stable names, soft edges, Cryptomatte, Nuke script
         settings=_mattes_settings,
         reader=_read_mattes,
-        asset="matte_assets.mattes:mattes",
+        asset="matte_assets.stages.mattes:mattes",
     ),
 )
 
