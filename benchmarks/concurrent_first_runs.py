@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from matte_assets.config import init_project  # noqa: E402
-from matte_assets.demo import write_synthetic_plate  # noqa: E402
-from matte_assets.synthetic import small_shot  # noqa: E402
+from matte_assets.tuning.demo import write_synthetic_plate  # noqa: E402
+from matte_assets.tuning.synthetic import small_shot  # noqa: E402
 
 
 def fresh_project(root: Path, n_shots: int, frames: int = 6) -> list[str]:
@@ -41,8 +41,8 @@ def fresh_project(root: Path, n_shots: int, frames: int = 6) -> list[str]:
 VERIFY = """
 import sys
 from matte_assets.config import Project, split_shot_ref
-from matte_assets.instance import open_instance
-from matte_assets.runner import plan_shot
+from matte_assets.shots.instance import open_instance
+from matte_assets.shots.runner import plan_shot
 project = Project(sys.argv[1])
 runs = open_instance(project).get_runs()
 assert len(runs) == len(sys.argv) - 2 and all(r.is_success for r in runs), [(r.run_id, r.status) for r in runs]

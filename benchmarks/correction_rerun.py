@@ -18,11 +18,11 @@ from pathlib import Path
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project, add_shot, init_project
-from matte_assets.corrections import record_correction
-from matte_assets.demo import SHOT, SHOW, write_synthetic_plate
-from matte_assets.evaluation import score_delivery
-from matte_assets.runner import run_shot
-from matte_assets.synthetic import demo_shot
+from matte_assets.shots.corrections import record_correction
+from matte_assets.tuning.demo import SHOT, SHOW, write_synthetic_plate
+from matte_assets.tuning.evaluation import score_delivery
+from matte_assets.shots.runner import run_shot
+from matte_assets.tuning.synthetic import demo_shot
 
 KEY = f"{SHOW}__{SHOT}"
 

@@ -49,7 +49,7 @@ def _matte(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def run_sequence(seq_dir: Path, root: Path, frames: int | None) -> dict:
-    from matte_assets.evaluation import evaluate_delivery
+    from matte_assets.tuning.evaluation import evaluate_delivery
 
     name = seq_dir.name
     plates = sorted((seq_dir / "plate").glob("plate.*.jpg"))

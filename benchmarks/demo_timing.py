@@ -25,8 +25,8 @@ import yaml
 
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project, add_shot, init_project
-from matte_assets.demo import SHOT, SHOW, write_synthetic_plate
-from matte_assets.synthetic import demo_shot
+from matte_assets.tuning.demo import SHOT, SHOW, write_synthetic_plate
+from matte_assets.tuning.synthetic import demo_shot
 
 REF = f"{SHOW}/{SHOT}"
 

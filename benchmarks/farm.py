@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 
 from matte_assets.config import Project, init_project  # noqa: E402
-from matte_assets.demo import write_synthetic_plate  # noqa: E402
+from matte_assets.tuning.demo import write_synthetic_plate  # noqa: E402
 from matte_assets.farm.tags import MODEL_STAGES  # noqa: E402
-from matte_assets.lineage import STAGES  # noqa: E402
-from matte_assets.synthetic import demo_shot  # noqa: E402
+from matte_assets.shots.lineage import STAGES  # noqa: E402
+from matte_assets.tuning.synthetic import demo_shot  # noqa: E402
 
 SERVICES = REPO / "deploy" / "services.sh"
 SHOW = "bench"

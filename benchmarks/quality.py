@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--cases a,b,...] [--no-variants] [--no-memory] [--markdown]
 
-Every case is a synthetic shot with ground truth (`matte_assets/hard_cases.py`) run
+Every case is a synthetic shot with ground truth (`matte_assets/tuning/hard_cases.py`) run
 through `matte run`'s code path (Dagster, Zarr store, EXR delivery) in a fresh project,
 then scored on the delivered EXRs: J and F (DAVIS), layers delivered vs objects,
 identity switches. Variants (not guarded by tests) locate a limit next to a case.
@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from matte_assets.hard_cases import CASE_INFO, SHOT, SHOW, VARIANT_INFO, run_case
-from matte_assets.stage_data import BLOCK_BYTES
+from matte_assets.tuning.hard_cases import CASE_INFO, SHOT, SHOW, VARIANT_INFO, run_case
+from matte_assets.stages.stage_data import BLOCK_BYTES
 
 
 def run_cases(names: list[str]) -> tuple[list[dict], Path | None]:
@@ -59,7 +59,7 @@ def long_memory(frames: list[int], block_bytes: int | None) -> list[dict]:
     out = []
     for n in frames:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "matte_assets.hard_cases", "long", "--root", f"{tmp}/p", "--frames", str(n), "--json"]
+            cmd = [sys.executable, "-m", "matte_assets.tuning.hard_cases", "long", "--root", f"{tmp}/p", "--frames", str(n), "--json"]
             if block_bytes:
                 cmd += ["--block-bytes", str(block_bytes)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
@@ -75,7 +75,7 @@ def long_memory(frames: list[int], block_bytes: int | None) -> list[dict]:
 
 
 def sweep_cost(root: Path) -> list[dict]:
-    from matte_assets.cli_tuning import sweep_shot
+    from matte_assets.cli.tuning import sweep_shot
     from matte_assets.config import Project
 
     project = Project(root)

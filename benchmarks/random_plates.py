@@ -3,7 +3,7 @@
     python benchmarks/random_plates.py [--seeds 0-9] [--size 320x180] [--frames 40] [--objects N]
                                        [--root DIR] [--json] [--markdown]
 
-Per seed: `matte_assets.random_plates.random_plate(seed)` is rendered to scene-linear
+Per seed: `matte_assets.tuning.random_plates.random_plate(seed)` is rendered to scene-linear
 EXRs plus truth PNGs, then, as a user would, `matte init`, `matte shot add ... --prompt
 moving`, `matte run` and `matte eval --truth ... --json` run as separate processes.
 The table: objects, layers delivered, tracked layers, mean J and F, identity switches
@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matte_assets.hard_cases import write_case  # noqa: E402
-from matte_assets.random_plates import random_plate  # noqa: E402
+from matte_assets.tuning.hard_cases import write_case  # noqa: E402
+from matte_assets.tuning.random_plates import random_plate  # noqa: E402
 
 SHOW, SHOT = "rand", "sh010"
 

@@ -1,4 +1,4 @@
-"""Soft alpha vs hard alpha against a plate with KNOWN soft alpha (matte_assets/soft_plate.py).
+"""Soft alpha vs hard alpha against a plate with KNOWN soft alpha (matte_assets/tuning/soft_plate.py).
 
 Renders the plate (anti-aliased and motion-blurred edges, a hairy object, true alpha per
 object), runs the pipeline as a user does (`moving` prompt, embedded backends) with
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from matte_assets.config import Project, init_project  # noqa: E402
 from matte_assets.media.exr import read_exr  # noqa: E402
-from matte_assets.soft_plate import NAMES, SoftShot, true_alpha, write_plate  # noqa: E402
+from matte_assets.tuning.soft_plate import NAMES, SoftShot, true_alpha, write_plate  # noqa: E402
 
 SHOW, SHOT = "bench", "soft"
 
@@ -80,7 +80,7 @@ def score(shot: SoftShot, files: list[tuple[int, Path]]) -> dict:
 def run(max_side: int, n_frames: int, root: Path, seed: int = SoftShot.seed) -> dict:
     from io_managers.zarr_io_manager import open_stage
     from io_managers.zarr_store import ZarrStore
-    from matte_assets.runner import run_shot
+    from matte_assets.shots.runner import run_shot
 
     shot = SoftShot(n_frames=n_frames, seed=seed)
     init_project(root)
@@ -113,7 +113,7 @@ def ideal_score(shot: SoftShot, max_side: int) -> dict:
     perfect plate-resolution segmentation); isolates the refinement from the tracker."""
     from matte_assets.algorithms.soft_alpha import auto_band, guide_image, refine_alpha
     from matte_assets.media.scale import upscale_mask
-    from matte_assets.soft_plate import render
+    from matte_assets.tuning.soft_plate import render
 
     full = (shot.width, shot.height)
     scale = max_side / max(full)

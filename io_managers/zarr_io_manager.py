@@ -15,6 +15,7 @@ import dagster as dg
 from upath import UPath
 
 from matte_assets.config import Project, split_shot_ref
+from matte_assets.shots.shot import project_store
 
 from .readers import open_stage  # noqa: F401  (re-exported: readers need no Dagster)
 from .zarr_store import ZarrStore
@@ -48,5 +49,4 @@ class ZarrIOManagerFactory(dg.ConfigurableIOManagerFactory):
     project_root: str
 
     def create_io_manager(self, context: Any) -> ZarrIOManager:
-        project = Project(self.project_root)
-        return ZarrIOManager(ZarrStore(project.store_url, project_root=str(project.root)))
+        return ZarrIOManager(project_store(Project(self.project_root)))

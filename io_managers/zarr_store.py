@@ -81,7 +81,7 @@ class ZarrStore:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, project_root: str | None = None):
         self.url = url.rstrip("/")
         # Stored delivery paths are relative to the project; an object store cannot say
-        # where its project is, so whoever knows passes it (see matte_assets.paths).
+        # where its project is, so whoever knows passes it (see matte_assets.shots.paths).
         self.project_root = project_root
         self.storage_options = dict(storage_options or {})
         self.fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)

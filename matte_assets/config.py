@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -24,6 +22,8 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+# The stage settings are declared once, in a module the algorithms import too.
+from .settings import FilterSettings, TrackSettings, _Strict  # noqa: F401  (re-exported)
 
 PROJECT_FILE = "matte.yaml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -34,10 +34,6 @@ MAX_NAME = 64
 # duplicate objects that the filter then has to clean up.
 IDENTITY_IOU_DEFAULTS = {"sam2": 0.9, "edgetam": 0.9, "flow": 0.8, "sam3": 0.9}
 COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PlateSettings(_Strict):
@@ -54,25 +50,6 @@ class PlateSettings(_Strict):
 class DetectSettings(_Strict):
     box_threshold: float = Field(0.35, ge=0.0, le=1.0)
     text_threshold: float = Field(0.25, ge=0.0, le=1.0)
-
-
-class TrackSettings(_Strict):
-    window: int = Field(20, ge=2, le=10000)
-    prompt_step: int = Field(5, ge=1)
-    identity_iou: float = Field(0.9, gt=0.0, le=1.0)
-    epsilon: float = Field(0.1, ge=0.0, le=1.0)
-
-
-class FilterSettings(_Strict):
-    sim_false_positive: float = Field(0.1, gt=0.0, le=1.0)
-    sim_false_positive_count: int = Field(2, ge=1)
-    sim_merge: float = Field(0.6, gt=0.0, le=1.0)
-    duplicate_iou: float = Field(0.9, gt=0.0, le=1.0)
-    # Stitching time-disjoint fragments of one object (docs/quality.md, "Stitching").
-    stitch_max_gap: int = Field(30, ge=0)  # 0: no stitching
-    stitch_max_overlap: int = Field(2, ge=0)
-    stitch_similarity: float = Field(0.6, ge=0.0, le=1.0)
-    stitch_motion: float = Field(1.5, gt=0.0)
 
 
 class DeliverSettings(_Strict):
@@ -94,7 +71,7 @@ class ColourSettings(_Strict):
 
 
 class CheckSettings(_Strict):
-    """Asset checks on the delivered mattes (matte_assets/checks.py); not an input of any
+    """Asset checks on the delivered mattes (matte_assets/stages/checks.py); not an input of any
     stage, so changing them reruns nothing."""
 
     min_mask_quality: float = Field(0.5, ge=0.0, le=1.0)  # mean segmenter quality of the kept masks

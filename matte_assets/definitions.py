@@ -11,18 +11,14 @@ from io_managers.zarr_io_manager import ZarrIOManagerFactory
 from resources.project import BackendsResource, ProjectResource
 
 from .config import find_project_root
-from .checks import MATTES_CHECKS
-from .detections import detections
+from .stages.checks import MATTES_CHECKS
 from .farm.automation import stale_shots_sensor
 from .farm.executors import executor_from_env
-from .filtered_layers import filtered_layers
-from .frame_masks import frame_masks
-from .mattes import mattes
-from .plate import plate
-from .sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
-from .tracked_layers import tracked_layers
+from .stages.sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
+from .stages.specs import load_assets
 
-STAGE_ASSETS = [plate, detections, frame_masks, tracked_layers, filtered_layers, mattes]
+# Derived from the stage specs (graph order).
+STAGE_ASSETS = load_assets()
 
 
 def build_definitions(project_root: str) -> dg.Definitions:

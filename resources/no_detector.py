@@ -3,7 +3,7 @@
 Detects nothing on any frame, for any label, so the shot's layers are exactly the
 roto keyframes (`matte shot add --roto`, `matte correct --new-layer`) propagated by the
 tracker. A shot with this detector and no keyframes is refused before it runs
-(`matte_assets.roto.check_roto_shot`)."""
+(`matte_assets.shots.roto.check_roto_shot`)."""
 
 from __future__ import annotations
 

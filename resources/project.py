@@ -6,6 +6,7 @@ import dagster as dg
 
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project, ShotSettings, split_shot_ref
+from matte_assets.shots.shot import project_store
 
 from . import registry
 from .backends import Detector, Segmenter, Tracker
@@ -25,8 +26,7 @@ class ProjectResource(dg.ConfigurableResource):
         return self.project().shot(show, shot)
 
     def store(self) -> ZarrStore:
-        project = self.project()
-        return ZarrStore(project.store_url, project_root=str(project.root))
+        return project_store(self.project())
 
 
 class BackendsResource(dg.ConfigurableResource):

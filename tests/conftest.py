@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from matte_assets.config import Project, init_project
-from matte_assets.demo import write_synthetic_plate
-from matte_assets.synthetic import small_shot
+from matte_assets.tuning.demo import write_synthetic_plate
+from matte_assets.tuning.synthetic import small_shot
 
 SHOW, SHOT = "demo", "sh010"
 # Small windows so a 12-frame shot still exercises window seeding and re-prompting.
@@ -46,7 +46,7 @@ def edit_show(project: Project, change) -> None:
 @pytest.fixture(scope="session")
 def ran_project(tmp_path_factory) -> Path:
     """A small project run once end to end; tests copy it before changing anything."""
-    from matte_assets.runner import run_shot
+    from matte_assets.shots.runner import run_shot
 
     root = tmp_path_factory.mktemp("ran") / "project"
     project = make_project(root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from matte_assets.checks import check_mattes
+from matte_assets.stages.checks import check_mattes
 from matte_assets.cli import main
 from matte_assets.definitions import build_definitions
 
@@ -43,7 +43,7 @@ def test_sensor_enqueues_the_stale_stages_once_per_change(project_copy) -> None:
     import shutil
 
     from matte_assets.farm.automation import stale_shot_requests
-    from matte_assets.lineage import STAGES
+    from matte_assets.shots.lineage import STAGES
 
     instance = dg.DagsterInstance.ephemeral()
     assert stale_shot_requests(project_copy, instance) == []  # all fresh: nothing to do

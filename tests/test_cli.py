@@ -12,7 +12,7 @@ import yaml
 
 from matte_assets.cli import main
 from matte_assets.media.exr import read_exr
-from matte_assets.synthetic import render_display, small_shot
+from matte_assets.tuning.synthetic import render_display, small_shot
 
 from .conftest import SHOT, SHOW, edit_show
 

@@ -14,7 +14,7 @@ from io_managers.zarr_store import ZarrStore
 from matte_assets import __version__
 from matte_assets.cli import main
 from matte_assets.media.exr import write_rgb_exr
-from matte_assets.synthetic import render_frame, small_shot
+from matte_assets.tuning.synthetic import render_frame, small_shot
 
 from .conftest import SHOT, SHOW, make_project
 

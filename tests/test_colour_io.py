@@ -23,7 +23,7 @@ from matte_assets.errors import ConfigError, PlateError
 from matte_assets.media.exr import read_exr, read_exr_header, write_exr, write_rgb_exr
 from matte_assets.media.image_read import read_image
 from matte_assets.media.ocio_colour import colour_spec, display_transform, exact_display
-from matte_assets.synthetic import render_display, render_frame, small_shot
+from matte_assets.tuning.synthetic import render_display, render_frame, small_shot
 
 ACESCG_RED = (0.6, 0.05, 0.02)
 SDR_VIEW = "ACES 2.0 - SDR 100 nits (Rec.709)"

@@ -18,14 +18,14 @@ import yaml
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
-from matte_assets.corrections import (
+from matte_assets.shots.corrections import (
     CorrectionError,
     load_corrections,
     record_correction,
 )
-from matte_assets.evaluation import score_delivery
-from matte_assets.runner import run_shot
-from matte_assets.synthetic import small_shot
+from matte_assets.tuning.evaluation import score_delivery
+from matte_assets.shots.runner import run_shot
+from matte_assets.tuning.synthetic import small_shot
 
 from .conftest import SHOT, SHOW, make_project
 
@@ -276,14 +276,14 @@ def test_a_second_run_of_the_same_shot_fails_clearly(corrected_project) -> None:
     project = corrected_project
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from matte_assets.config import Project; from matte_assets.locking import shot_lock\n"
+         "import sys, time; from matte_assets.config import Project; from matte_assets.shots.locking import shot_lock\n"
          f"with shot_lock(Project({str(project.root)!r}), {SHOW!r}, {SHOT!r}):\n"
          "    print('locked', flush=True); time.sleep(30)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        from matte_assets.locking import ShotLockedError
+        from matte_assets.shots.locking import ShotLockedError
 
         with pytest.raises(ShotLockedError, match=rf"{SHOW}/{SHOT} is locked by another process \(pid {holder.pid}"):
             run_shot(project, SHOW, SHOT, echo=quiet)

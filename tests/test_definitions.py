@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from matte_assets.definitions import build_definitions
-from matte_assets.lineage import STAGES
+from matte_assets.shots.lineage import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,8 +47,8 @@ def test_assets_materialize_with_dagster_directly(tmp_path: Path) -> None:
     from io_managers.zarr_io_manager import ZarrIOManagerFactory
     from io_managers.zarr_store import ZarrStore
     from matte_assets.definitions import STAGE_ASSETS
-    from matte_assets.sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
-    from matte_assets.synthetic import small_shot
+    from matte_assets.stages.sources import CORRECTION_SOURCES, SETTINGS_SOURCES, plate_files
+    from matte_assets.tuning.synthetic import small_shot
     from resources.project import BackendsResource, ProjectResource
 
     from .conftest import SHOT, SHOW, make_project

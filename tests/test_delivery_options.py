@@ -9,7 +9,7 @@ import numpy as np
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.media.exr import read_exr
-from matte_assets.runner import plan_shot, run_shot
+from matte_assets.shots.runner import plan_shot, run_shot
 
 from .conftest import SHOT, SHOW, edit_show
 from .delivery_readers import crypto_layers, decode_coverage, parse_nuke

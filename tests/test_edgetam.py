@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     from tests.conftest import make_project
     from tests.model_fixtures import write_tiny_edgetam
     from matte_assets.cli import main
-    from matte_assets.synthetic import small_shot
+    from matte_assets.tuning.synthetic import small_shot
 
     root = Path(sys.argv[1])
     weights = write_tiny_edgetam(root / "edgetam")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from matte_assets.errors import BackendError
-from matte_assets.synthetic import (
+from matte_assets.tuning.synthetic import (
     SyntheticObject,
     SyntheticShot,
     mask_box,
@@ -319,7 +319,7 @@ def test_backward_pass_runs_on_reversed_frames() -> None:
 
 
 def test_moving_detector_finds_every_separate_demo_object() -> None:
-    from matte_assets.synthetic import demo_shot
+    from matte_assets.tuning.synthetic import demo_shot
 
     frames, truth = _render(demo_shot(320, 180))
     detector = OpenCVDetector()

@@ -22,7 +22,7 @@ from matte_assets.algorithms.metrics import (
     seg2bmap,
 )
 from matte_assets.errors import MatteError
-from matte_assets.evaluation import (
+from matte_assets.tuning.evaluation import (
     evaluate_delivery,
     evaluate_layers,
     load_truth,
@@ -278,7 +278,7 @@ def test_eval_stored_layers(ran_project: Path) -> None:
 
 def _matte(argv: list[str]) -> int:
     from matte_assets import cli
-    from matte_assets.cli_tuning import register
+    from matte_assets.cli.tuning import register
 
     if not any(c.name == "eval" for c in cli.app.registered_commands):
         register(cli.app)

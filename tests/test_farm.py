@@ -23,9 +23,9 @@ import yaml
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project, init_project
-from matte_assets.demo import write_synthetic_plate
+from matte_assets.tuning.demo import write_synthetic_plate
 from matte_assets.media.exr import read_exr
-from matte_assets.synthetic import small_shot
+from matte_assets.tuning.synthetic import small_shot
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = REPO / "deploy" / "services.sh"
@@ -154,7 +154,7 @@ def test_submitted_shots_deliver_what_matte_run_delivers(farm, tmp_path: Path) -
 
     # The same shots through `matte run` in a fresh copy of the project: same pixels.
     code = (
-        "import sys; from matte_assets.config import Project; from matte_assets.runner import run_shot\n"
+        "import sys; from matte_assets.config import Project; from matte_assets.shots.runner import run_shot\n"
         "p = Project(sys.argv[1])\n"
         "for shot in sys.argv[2:]: run_shot(p, 'farm', shot, echo=lambda l: None)\n"
     )
@@ -237,7 +237,7 @@ def test_a_worker_killed_mid_stage_leaves_no_half_written_result(farm) -> None:
 
     again = farm.submit(f"{SHOW}/sh030", from_stage=stage)  # the resubmission redoes the stage
     assert farm.wait(again.values())[again[key]].dagster_run.status.value == "SUCCESS"
-    from matte_assets.runner import plan_shot
+    from matte_assets.shots.runner import plan_shot
 
     assert all(s.state == "fresh" for s in plan_shot(farm.project, SHOW, "sh030"))
     open_stage(store, key, stage).masks_at(0, open_stage(store, key, stage).layer_ids)

@@ -20,7 +20,7 @@ import zarr
 
 from io_managers.zarr_store import ZarrStore
 from matte_assets.config import Project
-from matte_assets.lineage import CODE_VERSIONS, STAGES, UPSTREAM
+from matte_assets.shots.lineage import CODE_VERSIONS, STAGES, UPSTREAM
 
 from .conftest import SHOT, SHOW
 
@@ -78,7 +78,7 @@ def test_stage_results_match_their_code_versions(ran_project: Path) -> None:
         if old == CODE_VERSIONS[stage]:
             problems.append(
                 f"{stage}: results changed but CODE_VERSIONS[{stage!r}] is still {old!r}: bump it in "
-                f"matte_assets/lineage.py (stored results would otherwise be served as fresh), then `{REGENERATE}`"
+                f"matte_assets/shots/lineage.py (stored results would otherwise be served as fresh), then `{REGENERATE}`"
             )
     bumped = [s for s in STAGES if golden.get(s, {}).get("code_version") != CODE_VERSIONS[s]]
     if not problems and (changed or bumped):

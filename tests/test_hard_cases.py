@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from matte_assets import synthetic
-from matte_assets.hard_cases import CASES, camera_pan, long_shot, run_case
-from matte_assets.synthetic import (
+from matte_assets.tuning.hard_cases import CASES, camera_pan, long_shot, run_case
+from matte_assets.tuning.synthetic import (
     SyntheticObject,
     SyntheticShot,
     camera_offset,
@@ -68,7 +68,7 @@ def _run_long(root: Path, frames: int) -> subprocess.Popen:
     # 64 MB by default): at 96x54 the default block holds the whole shot, which is bounded
     # by design but grows with the length up to the cap; the cap lets anything else that
     # grows with the shot show.
-    cmd = [sys.executable, "-m", "matte_assets.hard_cases", "long", "--root", str(root), "--frames", str(frames),
+    cmd = [sys.executable, "-m", "matte_assets.tuning.hard_cases", "long", "--root", str(root), "--frames", str(frames),
            "--block-bytes", "1000000", "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 

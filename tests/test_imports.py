@@ -38,6 +38,6 @@ def test_pure_modules_never_import_dagster(module: str) -> None:
 
 
 def test_planning_imports_no_orchestration() -> None:
-    loaded = imported_after("import matte_assets.cli, matte_assets.runner, matte_assets.verify, io_managers.readers")
-    assert {"matte_assets.runner", "io_managers.zarr_store"} <= loaded
+    loaded = imported_after("import matte_assets.cli, matte_assets.shots.runner, matte_assets.shots.verify, io_managers.readers")
+    assert {"matte_assets.shots.runner", "io_managers.zarr_store"} <= loaded
     assert not {"dagster", "zarr", "scipy", "torch", "transformers"} & loaded

@@ -29,7 +29,7 @@ def _heads(db: Path) -> list[str]:
 def test_simultaneous_first_opens_create_one_instance(tmp_path: Path) -> None:
     root = tmp_path / "project"
     init_project(root)  # no instance yet
-    code = "from matte_assets.config import Project; from matte_assets.instance import open_instance; import sys; open_instance(Project(sys.argv[1])).get_runs(limit=1)"
+    code = "from matte_assets.config import Project; from matte_assets.shots.instance import open_instance; import sys; open_instance(Project(sys.argv[1])).get_runs(limit=1)"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], env=_env(root), stderr=subprocess.PIPE, text=True) for _ in range(6)]
     errors = [p.communicate()[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors

@@ -16,7 +16,7 @@ from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
 from matte_assets.errors import StoreError
-from matte_assets.runner import plan_shot, run_shot
+from matte_assets.shots.runner import plan_shot, run_shot
 
 from .conftest import SHOT, SHOW, edit_show
 

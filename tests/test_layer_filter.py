@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from matte_assets.algorithms.layer_filter import (
-    FilterParams,
     OverlapAccumulator,
     decide,
     merge_frame,
 )
+from matte_assets.settings import FilterSettings
 
 H, W = 40, 100
 
@@ -33,7 +33,7 @@ def stats_of(*layers: np.ndarray, frames: int = 1):
 def plan_for(layers: list[np.ndarray], labels: list[str] | None = None, **params):
     ids = list(range(1, len(layers) + 1))
     labels = labels or ["person"] * len(layers)
-    return decide(ids, labels, stats_of(*layers), FilterParams(**params))
+    return decide(ids, labels, stats_of(*layers), FilterSettings(**params))
 
 
 def test_sim_and_iou_by_hand_with_containment() -> None:
@@ -171,7 +171,7 @@ def test_mutual_parts_cycle_is_broken_at_the_largest() -> None:
 
 def test_merge_frame_unions_members() -> None:
     person, bag, other = rect(0, 0, 20, 20), rect(2, 2, 7, 7), rect(50, 0, 60, 10)
-    plan = decide([7, 8, 9], ["person", "bag", "car"], stats_of(person, bag, other), FilterParams())
+    plan = decide([7, 8, 9], ["person", "bag", "car"], stats_of(person, bag, other), FilterSettings())
     assert plan.kept == [7, 9]
     frame = np.stack([np.zeros((H, W), bool), rect(30, 30, 35, 35), other])  # bag drifts outside
     out = merge_frame(frame, plan, {7: 0, 8: 1, 9: 2})
@@ -182,11 +182,11 @@ def test_merge_frame_unions_members() -> None:
 
 def test_params_and_inputs_are_validated() -> None:
     with pytest.raises(ValueError, match="sim_merge"):
-        FilterParams(sim_merge=1.5)
+        FilterSettings(sim_merge=1.5)
     with pytest.raises(ValueError, match="sim_false_positive_count"):
-        FilterParams(sim_false_positive_count=0)
+        FilterSettings(sim_false_positive_count=0)
     with pytest.raises(ValueError):
-        decide([1, 1], ["a", "b"], stats_of(rect(0, 0, 1, 1), rect(0, 0, 1, 1)), FilterParams())
+        decide([1, 1], ["a", "b"], stats_of(rect(0, 0, 1, 1), rect(0, 0, 1, 1)), FilterSettings())
 
 
 def test_random_plans_are_consistent() -> None:
@@ -200,7 +200,7 @@ def test_random_plans_are_consistent() -> None:
             x0, y0 = int(rng.integers(0, 60)), int(rng.integers(0, 30))
             layers.append(rect(x0, y0, x0 + int(rng.integers(0, 40)), y0 + int(rng.integers(0, 12))))
         st = stats_of(*layers) if n else OverlapAccumulator(0).stats()
-        params = FilterParams(sim_false_positive_count=int(rng.integers(1, 4)), sim_merge=float(rng.uniform(0.1, 1)))
+        params = FilterSettings(sim_false_positive_count=int(rng.integers(1, 4)), sim_merge=float(rng.uniform(0.1, 1)))
         plan = decide(list(range(10, 10 + n)), ["x"] * n, st, params)
         assert sorted(r.layer for r in plan.rows) == list(range(10, 10 + n))
         dropped = {r.layer for r in plan.rows if r.action == "drop"}
@@ -228,7 +228,7 @@ def test_an_artist_dropped_blob_no_longer_condemns_the_objects_it_covered() -> N
         ]
     )
     stats = OverlapStats(areas, inter)
-    params = FilterParams()
+    params = FilterSettings()
     everything = decide([1, 2, 3, 4], ["x"] * 4, stats, params)
     assert everything.kept == [1, 2] and everything.action_of(3).rule == "false_positive"
     without_blob = decide([1, 2, 4], ["x"] * 3, stats.subset([0, 1, 3]), params)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from matte_assets.layer_names import assign_names
+from matte_assets.stages.layer_names import assign_names
 
 
 def test_first_delivery_numbers_by_appearance():

@@ -11,7 +11,7 @@ from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
 from matte_assets.media.exr import read_exr
-from matte_assets.synthetic import small_shot
+from matte_assets.tuning.synthetic import small_shot
 
 from .conftest import SHOT, SHOW, edit_show, make_project
 from .model_fixtures import write_tiny_grounding_dino, write_tiny_sam2
@@ -99,7 +99,7 @@ def test_unreadable_weights_fail_before_any_stage(tmp_path: Path, tiny_models, c
 
 
 def test_switching_tracker_reruns_from_tracking(tmp_path: Path, tiny_models) -> None:
-    from matte_assets.runner import plan_shot, run_shot
+    from matte_assets.shots.runner import plan_shot, run_shot
 
     project = model_project(tmp_path / "p", tiny_models)
     run_shot(project, SHOW, SHOT, echo=lambda line: None)

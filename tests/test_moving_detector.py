@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from matte_assets.hard_cases import camera_pan, lighting_change
-from matte_assets.synthetic import render_display, small_shot, truth_masks
+from matte_assets.tuning.hard_cases import camera_pan, lighting_change
+from matte_assets.tuning.synthetic import render_display, small_shot, truth_masks
 from resources.embedded import OpenCVDetector, _camera_moves
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from matte_assets.config import Project
-from matte_assets.pictures import (
+from matte_assets.stages.pictures import (
     contact_sheet,
     dagster_image_metadata,
     find_pictures,

@@ -11,10 +11,10 @@ import pytest
 
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
-from matte_assets.lineage import STAGES
+from matte_assets.shots.lineage import STAGES
 from matte_assets.media.exr import read_exr, write_rgb_exr
-from matte_assets.runner import instance_for, plan_shot, run_shot
-from matte_assets.synthetic import render_frame, small_shot
+from matte_assets.shots.runner import instance_for, plan_shot, run_shot
+from matte_assets.tuning.synthetic import render_frame, small_shot
 
 from .conftest import SHOT, SHOW, edit_show, make_project
 
@@ -86,7 +86,7 @@ def test_dagster_staleness_agrees_with_the_plan(project_copy) -> None:
     from dagster._core.loader import LoadingContextForTest
 
     from matte_assets.definitions import build_definitions
-    from matte_assets.sources import settings_key
+    from matte_assets.stages.sources import settings_key
 
     run_shot(project_copy, SHOW, SHOT, from_stage="plate", echo=quiet)  # record everything in this instance
     edit_show(project_copy, lambda d: d.setdefault("filter", {}).update(duplicate_iou=0.8))

@@ -21,7 +21,7 @@ from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
 from matte_assets.config import Project
 from matte_assets.media.exr import read_exr_header
-from matte_assets.runner import run_shot
+from matte_assets.shots.runner import run_shot
 
 from .conftest import SHOT, SHOW, make_project
 
@@ -77,8 +77,8 @@ def test_a_moved_project_points_at_its_own_files(capsys, tmp_path: Path, monkeyp
 
 
 def test_shot_add_stores_a_project_relative_pattern(capsys, tmp_path: Path) -> None:
-    from matte_assets.demo import write_synthetic_plate
-    from matte_assets.synthetic import small_shot
+    from matte_assets.tuning.demo import write_synthetic_plate
+    from matte_assets.tuning.synthetic import small_shot
 
     root = tmp_path / "p"
     assert matte(capsys, "init", str(root))[0] == 0

@@ -13,10 +13,10 @@ import yaml
 from io_managers.zarr_io_manager import open_stage
 from io_managers.zarr_store import ZarrStore
 from matte_assets.cli import main
-from matte_assets.corrections import corrections_path, load_corrections
+from matte_assets.shots.corrections import corrections_path, load_corrections
 from matte_assets.errors import ConfigError
-from matte_assets.evaluation import score_delivery
-from matte_assets.runner import run_shot
+from matte_assets.tuning.evaluation import score_delivery
+from matte_assets.shots.runner import run_shot
 
 from .conftest import SHOT, SHOW, make_project
 
@@ -151,7 +151,8 @@ def test_propagation_holds_on_real_footage() -> None:
     blur, a crowd behind), at half size, from the first frame's mask. The flow-only
     tracker (before issue 8) loses the limbs and the torso here: mean J 0.54; with the
     appearance model 0.69."""
-    from matte_assets.algorithms.tracking import PromptedLayer, TrackingParams, track_from_prompts
+    from matte_assets.algorithms.tracking import PromptedLayer, track_from_prompts
+    from matte_assets.settings import TrackSettings
     from resources.embedded import FlowTracker
 
     seq, n = DAVIS / "breakdance", 20
@@ -174,7 +175,7 @@ def test_propagation_holds_on_real_footage() -> None:
             return np.zeros((0, 240, 427), bool), np.zeros(0), []
 
     sink = Sink()
-    track_from_prompts(n, lambda a, b: frames[a:b], NoMasks(), FlowTracker(), TrackingParams(identity_iou=0.8), sink,
+    track_from_prompts(n, lambda a, b: frames[a:b], NoMasks(), FlowTracker(), TrackSettings(identity_iou=0.8), sink,
                        [PromptedLayer(1001, "dancer", {0: gts[0]}, frozenset({0}), "artist")])
     js = []
     for i in range(1, n):

@@ -16,7 +16,7 @@ from matte_assets.cli import main
 from matte_assets.config import ConfigError, ShowFile
 from matte_assets.errors import BackendError
 from matte_assets.media.exr import read_exr
-from matte_assets.synthetic import small_shot
+from matte_assets.tuning.synthetic import small_shot
 from resources.backends import PointPrompt
 
 from .conftest import SHOT, SHOW, make_project

@@ -7,7 +7,7 @@ import numpy as np
 
 from matte_assets.algorithms.soft_alpha import auto_band, edge_band, guide_image, guided_filter, refine_alpha
 from matte_assets.media.scale import upscale_mask
-from matte_assets.soft_plate import SoftShot, render, true_alpha
+from matte_assets.tuning.soft_plate import SoftShot, render, true_alpha
 
 
 def test_guided_filter_with_flat_guide_is_a_mean_of_window_means():

@@ -16,7 +16,7 @@ from matte_assets.algorithms.stitching import (
     frame_track,
     touched_edges,
 )
-from matte_assets.random_plates import MAX_COVER, cover_fraction, random_plate
+from matte_assets.tuning.random_plates import MAX_COVER, cover_fraction, random_plate
 
 N = 40
 
@@ -122,7 +122,7 @@ def test_stitch_settings_enter_filtering_only() -> None:
     # A stitch threshold is a filter setting: changing it reruns filtering and delivery,
     # never tracking (the summaries it decides from are stored with the tracked layers).
     from matte_assets.config import ShotSettings
-    from matte_assets.lineage import STAGES, stage_settings
+    from matte_assets.shots.lineage import STAGES, stage_settings
 
     base = ShotSettings.model_validate({"plate": {"path": "p.####.exr"}, "prompt": "moving"})
     tweaked = ShotSettings.model_validate(

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matte_assets.algorithms.layer_filter import FilterParams
+from matte_assets.settings import FilterSettings
 from matte_assets.config import Project
 from matte_assets.errors import ConfigError, MatteError
-from matte_assets.sweep import grid_points, parse_sets, run_sweep
+from matte_assets.tuning.sweep import grid_points, parse_sets, run_sweep
 
 from .conftest import SHOT, SHOW
 
@@ -46,7 +46,7 @@ def test_parse_sets_validates_against_the_filter_settings() -> None:
 
 
 def test_sweep_points_agree_with_the_filter_stage(ran_project: Path) -> None:
-    from matte_assets.evaluation import evaluate_layers
+    from matte_assets.tuning.evaluation import evaluate_layers
 
     tracked = _stored(ran_project, "tracked_layers")
     plate = _stored(ran_project, "plate")
@@ -72,8 +72,8 @@ def test_sweep_command_writes_plot_and_report_and_runs_no_model_stage(
 ) -> None:
     from io_managers.zarr_store import ZarrStore
     from matte_assets import cli
-    from matte_assets.cli_tuning import register
-    from matte_assets.lineage import STAGES
+    from matte_assets.cli.tuning import register
+    from matte_assets.shots.lineage import STAGES
 
     if not any(c.name == "sweep" for c in cli.app.registered_commands):
         register(cli.app)
@@ -104,14 +104,14 @@ def test_sweep_command_writes_plot_and_report_and_runs_no_model_stage(
 
 
 def test_sweep_applies_artist_drops_like_the_stage(ran_project: Path) -> None:
-    from matte_assets.filtered_layers import filter_layers
+    from matte_assets.stages.filter_plan import filter_layers
 
     tracked = _stored(ran_project, "tracked_layers")
     base = Project(ran_project).shot(SHOW, SHOT).filter.model_dump()
     dropped = [tracked.layer_ids[0]]
     result = run_sweep(tracked, base, {"sim_merge": [0.5, 0.7]}, artist=(dropped, {}))
     for row in result.rows:
-        plan = filter_layers(tracked, FilterParams(**row.settings), dropped)
+        plan = filter_layers(tracked, FilterSettings(**row.settings), dropped)
         assert row.kept == len(plan.kept) and all(f"({dropped[0]})" not in k for k in row.kept_layers)
     with pytest.raises(MatteError, match="artist corrections: cannot drop layer"):
         run_sweep(tracked, base, {"sim_merge": [0.5]}, artist=([999], {}))
@@ -121,7 +121,7 @@ def _built_layers(masks: list[np.ndarray], labels: list[str]):
     """LayersData over an in-memory group: one frame, the given masks."""
     import zarr
 
-    from matte_assets.stage_data import LayersData, create_mask_array, write_table
+    from matte_assets.stages.stage_data import LayersData, create_mask_array, write_table
 
     group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     h, w = masks[0].shape

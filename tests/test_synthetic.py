@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from matte_assets import synthetic
-from matte_assets.synthetic import (
+from matte_assets.tuning.synthetic import (
     SyntheticObject,
     SyntheticShot,
     demo_shot,

@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from matte_assets.algorithms.tracking import TrackingParams, track_shot
+from matte_assets.algorithms.tracking import track_shot
+from matte_assets.settings import TrackSettings
 from resources.backends import Tracker, TrackerSession
 
 H, W = 24, 200
@@ -160,7 +161,7 @@ class Sink:
         return sorted(f for lid, f in self.masks if lid == layer_id)
 
 
-def run(world: World, tracker: FakeTracker, params: TrackingParams):
+def run(world: World, tracker: FakeTracker, params: TrackSettings):
     sink = Sink()
     done: list[int] = []
     result = track_shot(world.n, world.load_frames, world, tracker, params, sink, progress=done.append)
@@ -172,7 +173,7 @@ def test_late_object_gets_its_earlier_frames_from_the_backward_pass() -> None:
     b = Obj("car", 40, 55, 12, 20, detected=lambda g: g >= 23, quality=lambda g: 0.7)
     world = World(45, 20, 1, [a, b])
     tracker = FakeTracker(1, 20)
-    result, sink, done = run(world, tracker, TrackingParams(window=20, prompt_step=5))
+    result, sink, done = run(world, tracker, TrackSettings(window=20, prompt_step=5))
 
     assert [(r.layer_id, r.label, r.first_frame, r.last_frame) for r in result.layers] == [
         (1, "person", 0, 44),
@@ -214,7 +215,7 @@ def test_reprompts_follow_the_epsilon_rule() -> None:
     refined[:, np.flatnonzero(refined.any(axis=0))[-1]] = False  # one column thinner: IoU 0.95
     a.override[10] = refined
     tracker = FakeTracker(1, 20)
-    result, sink, _ = run(world, tracker, TrackingParams(window=20, prompt_step=5))
+    result, sink, _ = run(world, tracker, TrackSettings(window=20, prompt_step=5))
 
     actions = [(r.frame, r.action) for r in result.decisions]
     assert actions == [(0, "new"), (5, "match"), (10, "reprompt"), (15, "match"), (20, "reprompt"), (25, "match")]
@@ -236,7 +237,7 @@ def test_lost_object_is_not_seeded_and_backward_reprompts_without_new_objects() 
     e = Obj("dog", 120, 130, 12, 20, detected=lambda g: g == 0)
     world = World(12, 20, 1, [d, e])
     tracker = FakeTracker(1, 20, lose={1: 2})  # the tracker drops object 1 from frame 2 on
-    result, sink, _ = run(world, tracker, TrackingParams(window=20, prompt_step=5))
+    result, sink, _ = run(world, tracker, TrackSettings(window=20, prompt_step=5))
 
     assert [(r.layer_id, r.label, r.first_frame, r.last_frame, r.prompt_frames) for r in result.layers] == [
         (1, "person", 0, 1, [0]),
@@ -256,7 +257,7 @@ def test_object_that_leaves_is_not_seeded_into_the_next_window() -> None:
     y = Obj("person", 0, 10, 12, 20, quality=lambda g: 0.6)
     world = World(30, 20, 2, [x, y], width=160)
     tracker = FakeTracker(2, 20, width=160)
-    result, sink, _ = run(world, tracker, TrackingParams(window=20, prompt_step=5))
+    result, sink, _ = run(world, tracker, TrackSettings(window=20, prompt_step=5))
 
     assert [(r.layer_id, r.first_frame, r.last_frame) for r in result.layers] == [(1, 0, 9), (2, 0, 29)]
     assert tracker.adds(1) == [(19, 2)]  # only the visible object seeds window 2
@@ -267,7 +268,7 @@ def test_backward_stops_once_the_object_is_empty_at_a_window_end() -> None:
     z = Obj("car", -20, -10, 2, 10, detected=lambda g: g >= 25, quality=lambda g: 0.7)
     world = World(30, 5, 2, [z])
     tracker = FakeTracker(2, 5)
-    result, sink, _ = run(world, tracker, TrackingParams(window=5, prompt_step=5))
+    result, sink, _ = run(world, tracker, TrackSettings(window=5, prompt_step=5))
 
     # Forward: no object before frame 25, so no session until then (opened lazily at 25).
     assert [s.glob for s in tracker.sessions[:2]] == [[25, 26, 27, 28], [28, 29]]
@@ -293,7 +294,7 @@ def test_ids_are_deterministic_and_duplicates_do_not_start_layers() -> None:
     outs = []
     for _ in range(2):
         world = make()
-        result, sink, _ = run(world, FakeTracker(1, 20), TrackingParams(window=20, prompt_step=5))
+        result, sink, _ = run(world, FakeTracker(1, 20), TrackSettings(window=20, prompt_step=5))
         outs.append((result, sink))
     (r1, s1), (r2, s2) = outs
     # Frame 0 by descending quality: q (0.9) -> 1, p (0.6) -> 2; the duplicate of q joins it; r later -> 3.
@@ -309,31 +310,31 @@ def test_short_and_empty_shots() -> None:
     a = Obj("person", 5, 15, 2, 10)
     world = World(1, 20, 1, [a])
     tracker = FakeTracker(1, 20)
-    result, sink, done = run(world, tracker, TrackingParams())
+    result, sink, done = run(world, tracker, TrackSettings())
     assert [(r.layer_id, r.first_frame, r.last_frame) for r in result.layers] == [(1, 0, 0)]
     assert [e[0] for e in tracker.log] == ["add"] and sink.frames(1) == [0] and done == [1]
 
     world = World(0, 20, 1, [a])
     tracker = FakeTracker(1, 20)
-    result, sink, done = run(world, tracker, TrackingParams())
+    result, sink, done = run(world, tracker, TrackSettings())
     assert result.layers == [] and tracker.log == [] and sink.masks == {} and done == []
 
 
 def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="window"):
-        TrackingParams(window=1)
+        TrackSettings(window=1)
     with pytest.raises(ValueError, match="prompt_step"):
-        TrackingParams(prompt_step=0)
+        TrackSettings(prompt_step=0)
     world = World(5, 20, 1, [Obj("person", 5, 15, 2, 10)])
     with pytest.raises(ValueError, match="load_frames"):
         track_shot(5, lambda s, e: np.zeros((e - s - 1, H, W, 3), np.uint8), world, FakeTracker(1, 20),
-                   TrackingParams(), Sink())
+                   TrackSettings(), Sink())
     world = World(6, 20, 1, [Obj("person", 5, 15, 2, 10)])
     good = world.masks_at
     bad = np.ones((1, H, W + 1), bool), np.ones(1), ["person"]
     world.masks_at = lambda g: good(g) if g == 0 else bad  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="frame masks at frame 5"):
-        track_shot(6, world.load_frames, world, FakeTracker(1, 20), TrackingParams(), Sink())
+        track_shot(6, world.load_frames, world, FakeTracker(1, 20), TrackSettings(), Sink())
 
 
 @pytest.mark.parametrize("window", [2, 3, 7, 20])
@@ -343,7 +344,7 @@ def test_any_window_and_prompt_step_reproduce_the_world(window: int, prompt_step
     b = Obj("car", 40, 55, 12, 20, detected=lambda g: g >= 13, quality=lambda g: 0.7)
     world = World(31, window, 1, [a, b])
     tracker = FakeTracker(1, window)
-    result, sink, done = run(world, tracker, TrackingParams(window=window, prompt_step=prompt_step))
+    result, sink, done = run(world, tracker, TrackSettings(window=window, prompt_step=prompt_step))
     first_b = next(g for g in range(31) if g >= 13 and g % prompt_step == 0)
     assert [(r.layer_id, r.first_frame, r.last_frame) for r in result.layers] == [(1, 0, 30), (2, 0, 30)]
     assert result.layers[1].prompt_frames == [first_b]

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import FilterSettings
+
 from .geometry import pairwise_intersections
 
 KEEP, DROP, MERGE = "keep", "drop", "merge"
@@ -83,27 +85,6 @@ class OverlapAccumulator:
 
 
 @dataclass(frozen=True)
-class FilterParams:
-    sim_false_positive: float = 0.1
-    sim_false_positive_count: int = 2
-    sim_merge: float = 0.6
-    duplicate_iou: float = 0.9
-    # Stitching fragments of one object (algorithms/stitching.py; checked by StitchParams).
-    stitch_max_gap: int = 30
-    stitch_max_overlap: int = 2
-    stitch_similarity: float = 0.6
-    stitch_motion: float = 1.5
-
-    def __post_init__(self) -> None:
-        for name in ("sim_false_positive", "sim_merge", "duplicate_iou"):
-            value = float(getattr(self, name))
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        if int(self.sim_false_positive_count) != self.sim_false_positive_count or self.sim_false_positive_count < 1:
-            raise ValueError(f"sim_false_positive_count must be an integer >= 1, got {self.sim_false_positive_count!r}")
-
-
-@dataclass(frozen=True)
 class FilterRow:
     layer: int
     label: str
@@ -138,7 +119,7 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def decide(layer_ids: Sequence[int], labels: Sequence[str], stats: OverlapStats, params: FilterParams) -> FilterPlan:
+def decide(layer_ids: Sequence[int], labels: Sequence[str], stats: OverlapStats, params: FilterSettings) -> FilterPlan:
     """Apply rules (a), (b), (c); `layer_ids[i]`, `labels[i]` describe row i of `stats`."""
     ids = [int(i) for i in layer_ids]
     n = len(ids)

@@ -42,6 +42,8 @@ import numpy as np
 
 from resources.backends import Tracker, TrackerSession
 
+from ..settings import TrackSettings
+
 from .identity import NEW, REPROMPT, IdentityDecision, TrackedObject, match_prompt_masks
 from .windows import backward_windows, forward_windows, is_prompt_frame
 
@@ -49,24 +51,6 @@ FIRST_LAYER_ID = 1  # layer ids start at 1 so channel names read person1, car2, 
 FORWARD = "forward"
 BACKWARD = "backward"
 CORRECTION = "correction"  # re-tracking a layer from artist prompts (no new objects)
-
-
-@dataclass(frozen=True)
-class TrackingParams:
-    window: int = 20
-    prompt_step: int = 5
-    identity_iou: float = 0.9
-    epsilon: float = 0.1
-
-    def __post_init__(self) -> None:
-        if int(self.window) != self.window or self.window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
-        if int(self.prompt_step) != self.prompt_step or self.prompt_step < 1:
-            raise ValueError(f"prompt_step must be an integer >= 1, got {self.prompt_step!r}")
-        if not 0.0 < float(self.identity_iou) <= 1.0:
-            raise ValueError(f"identity_iou must be in (0, 1], got {self.identity_iou!r}")
-        if not np.isfinite(float(self.epsilon)):
-            raise ValueError(f"epsilon must be a finite number, got {self.epsilon!r}")
 
 
 class FrameMaskSource(Protocol):
@@ -140,7 +124,7 @@ class _Driver:
         load_frames: Callable[[int, int], np.ndarray],
         frame_masks: FrameMaskSource,
         tracker: Tracker,
-        params: TrackingParams,
+        params: TrackSettings,
         sink: LayerSink,
         progress: Callable[[int], None] | None,
     ) -> None:
@@ -361,7 +345,7 @@ def track_shot(
     load_frames: Callable[[int, int], np.ndarray],
     frame_masks: FrameMaskSource,
     tracker: Tracker,
-    params: TrackingParams,
+    params: TrackSettings,
     sink: LayerSink,
     progress: Callable[[int], None] | None = None,
 ) -> TrackingResult:
@@ -422,7 +406,7 @@ def track_from_prompts(
     load_frames: Callable[[int, int], np.ndarray],
     frame_masks: FrameMaskSource,
     tracker: Tracker,
-    params: TrackingParams,
+    params: TrackSettings,
     sink: LayerSink,
     layers: list[PromptedLayer],
     progress: Callable[[int], None] | None = None,

@@ -14,7 +14,7 @@ import dagster as dg
 from resources.project import ProjectResource
 
 from ..config import partition_key
-from ..lineage import STAGES
+from ..shots.lineage import STAGES
 from .tags import SHOT_TAG, shot_tags
 
 ACTIVE = [
@@ -28,7 +28,7 @@ def refuse_if_running(instance: dg.DagsterInstance, key: str) -> None:
     the shot is queued or in progress on the farm."""
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    from ..locking import ShotLockedError
+    from ..shots.locking import ShotLockedError
 
     if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
         return  # a project's own instance: the flock is the guard
@@ -44,13 +44,13 @@ def refuse_if_running(instance: dg.DagsterInstance, key: str) -> None:
 
 
 def stale_shot_requests(project, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    from io_managers.zarr_store import ZarrStore
+    from ..shots.shot import project_store
 
-    from ..lineage import digest
-    from ..runner import plan_shot
+    from ..shots.lineage import digest
+    from ..shots.runner import plan_shot
     from .submit import stage_selection
 
-    store = ZarrStore(project.store_url, project_root=str(project.root))
+    store = project_store(project)
     requests = []
     for show, shot in project.all_shots():
         key = partition_key(show, shot)
@@ -82,7 +82,7 @@ def stale_shot_requests(project, instance: dg.DagsterInstance) -> list[dg.RunReq
     description="Enqueue the stale stages of each shot (corrections, plate frames, settings), once per change.",
 )
 def stale_shots_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
-    from ..runner import register_shot
+    from ..shots.runner import register_shot
 
     requests = stale_shot_requests(project.project(), context.instance)
     for request in requests:

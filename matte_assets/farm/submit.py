@@ -18,8 +18,8 @@ import dagster as dg
 
 from ..config import Project, partition_key, split_shot_ref, validate_name
 from ..errors import MatteError
-from ..lineage import STAGES
-from ..sources import CORRECTION_STAGES, PLATE_FILES_KEY, corrections_key, settings_key
+from ..shots.lineage import STAGES
+from ..stages.sources import CORRECTION_STAGES, PLATE_FILES_KEY, corrections_key, settings_key
 from .tags import SHOT_TAG, shot_tags
 
 DEFAULT_URL = "http://127.0.0.1:3000"
@@ -37,7 +37,7 @@ def stage_selection(selected: set[str]) -> list[dg.AssetKey]:
 
 
 def stages_to_run(project: Project, show: str, shot: str, from_stage: str | None = None) -> set[str]:
-    from ..runner import _downstream, plan_shot
+    from ..shots.runner import _downstream, plan_shot
 
     if from_stage is not None and from_stage not in STAGES:
         raise MatteError(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")
@@ -84,7 +84,7 @@ def submit_shots(
 ) -> list[Submission]:
     from dagster_graphql import DagsterGraphQLClientError
 
-    from ..runner import instance_for, register_shot
+    from ..shots.runner import instance_for, register_shot
     from resources import registry
 
     shots = expand_refs(project, refs)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..stages.specs import STAGE_SPECS
+
 # Every run of a shot carries this tag; the run queue admits one run per value.
 SHOT_TAG = "matte/shot"
 PARTITION_TAG = "dagster/partition"
 # The stages that run a model (detector, segmenter, tracker) take a slot of this
 # concurrency pool; its limit is the number of GPUs (deploy/dagster.yaml).
 GPU_POOL = "gpu"
-MODEL_STAGES = ("detections", "frame_masks", "tracked_layers")
+MODEL_STAGES = tuple(s.name for s in STAGE_SPECS if s.backend_role)  # derived: stages with a backend role
 CELERY_QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG
 
 
