@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matte_assets import synthetic
+from matte_assets.tuning import synthetic
 from matte_assets.tuning.hard_cases import CASES, camera_pan, long_shot, run_case
 from matte_assets.tuning.synthetic import (
     SyntheticObject,

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from matte_assets import synthetic
+from matte_assets.tuning import synthetic
 from matte_assets.tuning.synthetic import (
     SyntheticObject,
     SyntheticShot,
